@@ -1,0 +1,254 @@
+"""Reports: the Markdown summary, JSON output and the report figures (matplotlib, PNG)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import auroc, reliability_curve
+from .features import FEATURE_NAMES
+
+
+def jsonable(obj: Any) -> Any:
+    """obj with NaN/inf as None and numpy scalars as Python ones (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    """Write strict JSON (NaN -> null)."""
+    Path(path).write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, bool | np.bool_):
+        return "yes" if value else "no"
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return f"{float(value):.{digits}f}"
+
+
+def model_section(model: str, per_slice: pd.DataFrame, metrics: dict[str, Any]) -> str:
+    """Markdown section of one model: per-slice table and headline metrics."""
+    lines = [f"## {model}", ""]
+    train = ", ".join(metrics.get("train_slices", []))
+    est = metrics.get("estimator", {})
+    if est:
+        lines.append(
+            f"Estimator: {est.get('classifier')}, calibrate={est.get('calibrate')}, "
+            f"balance={est.get('balance')}, features={est.get('features')}; "
+            f"trained on: {train} ({metrics.get('n_train', 'n/a')} rows)."
+        )
+        lines.append("")
+    lines += [
+        "| slice | in training | n | true acc | ES estimate | 95% CI | abs error | ATC[max] |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in per_slice.sort_values("true_accuracy", ascending=False).itertuples(index=False):
+        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+        lines.append(
+            f"| {r.slice} | {_fmt(bool(r.in_training))} | {int(r.n)} | {_fmt(r.true_accuracy)} "
+            f"| {_fmt(r.estimated_accuracy)} | {ci} | {_fmt(r.abs_error)} "
+            f"| {_fmt(r.atc_max_estimate)} |"
+        )
+    lines += [
+        "",
+        f"- MAE: {_fmt(metrics.get('mae'))} (ATC[max]: {_fmt(metrics.get('atc_max_mae'))}, "
+        f"training-set accuracy: {_fmt(metrics.get('train_accuracy_mae'))}, "
+        f"average confidence: {_fmt(metrics.get('avg_conf_mae'))})",
+        f"- Spearman ρ over slices: {_fmt(metrics.get('spearman'))}",
+        f"- Per-response AUROC (pooled): {_fmt(metrics.get('auroc_pooled'))}; "
+        f"Brier {_fmt(metrics.get('brier'))}; ECE {_fmt(metrics.get('ece'))}",
+        f"- Dropped rows: {metrics.get('n_dropped_ungraded', 0)} ungraded, "
+        f"{metrics.get('n_dropped_empty', 0)} empty responses",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def summary_markdown(results: dict[str, tuple[pd.DataFrame, dict[str, Any]]]) -> str:
+    """The results/summary.md text for {model: (per_slice, metrics)}."""
+    lines = [
+        "# Entropy Sentinel summary",
+        "",
+        "Accuracy estimated without labels from decoding entropy (arXiv 2601.09001). "
+        "Training slices are scored on their held-out test split, the others on all rows.",
+        "",
+        "| model | MAE | Spearman ρ | AUROC | ATC[max] MAE |",
+        "|---|---|---|---|---|",
+    ]
+    for model, (_, m) in results.items():
+        lines.append(
+            f"| {model} | {_fmt(m.get('mae'))} | {_fmt(m.get('spearman'))} "
+            f"| {_fmt(m.get('auroc_pooled'))} | {_fmt(m.get('atc_max_mae'))} |"
+        )
+    lines.append("")
+    for model, (per_slice, m) in results.items():
+        lines.append(model_section(model, per_slice, m))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- figures
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(n: int, size: float = 3.6):
+    plt = _plt()
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return plt, fig, list(axes.flat[:n])
+
+
+def plot_estimates(per_slice: dict[str, pd.DataFrame], path: str | Path) -> None:
+    """Estimated vs true accuracy per slice, one panel per model, with bootstrap CIs."""
+    plt, fig, axes = _grid(max(len(per_slice), 1))
+    for ax, (model, df) in zip(axes, per_slice.items(), strict=False):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        for in_train, marker in ((True, "s"), (False, "o")):
+            d = df[df["in_training"].astype(bool) == in_train]
+            err = np.vstack(
+                [d["estimated_accuracy"] - d["ci_low"], d["ci_high"] - d["estimated_accuracy"]]
+            ).clip(min=0)
+            ax.errorbar(
+                d["true_accuracy"],
+                d["estimated_accuracy"],
+                yerr=err,
+                fmt=marker,
+                label="training slice (test split)" if in_train else "unseen slice",
+                capsize=2,
+            )
+            if "atc_max_estimate" in d:
+                ax.scatter(d["true_accuracy"], d["atc_max_estimate"], marker="x", color="k")
+            for r in d.itertuples():
+                ax.annotate(str(r.slice), (r.true_accuracy, r.estimated_accuracy), fontsize=6)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="true accuracy", ylabel="estimated", title=model)
+    axes[0].legend(fontsize=7, title="x = ATC[max]", title_fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_es_vs_atc(metrics: dict[str, dict[str, Any]], path: str | Path) -> None:
+    """MAE of ES and of the baselines (ATC per feature, trivial, average confidence) per model."""
+    plt = _plt()
+    methods = ["ES", "ATC[max]", "ATC[nll_sum]", "ATC[se_sum]", "best ATC", "train acc", "avg conf"]
+    rows = []
+    for m in metrics.values():
+        atc = m.get("atc_mae", {})
+        best = m.get("atc_best_feature")
+        rows.append(
+            [
+                m.get("mae"),
+                atc.get("max"),
+                atc.get("nll_sum"),
+                atc.get("se_sum"),
+                atc.get(best) if best else None,
+                m.get("train_accuracy_mae"),
+                m.get("avg_conf_mae"),
+            ]
+        )
+    values = np.array(rows, dtype=float).reshape(len(rows), len(methods))
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(rows) + 3), 3.6))
+    width = 0.8 / len(methods)
+    x = np.arange(len(rows))
+    for j, name in enumerate(methods):
+        ax.bar(x + j * width, values[:, j], width, label=name)
+    ax.set_xticks(x + 0.4 - width / 2, list(metrics))
+    ax.set_ylabel("MAE over slices")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def feature_auroc_table(features: pd.DataFrame, slice_by: str) -> pd.DataFrame:
+    """Univariate AUROC of each feature for detecting failures, per slice (rows) x feature.
+
+    Higher feature = more likely wrong; values below 0.5 mean the feature points the other way.
+    """
+    df = features.dropna(subset=["correct", *FEATURE_NAMES])
+    wrong = ~df["correct"].astype(bool)
+    table = {
+        s: {f: auroc(wrong[g.index], g[f]) for f in FEATURE_NAMES}
+        for s, g in df.groupby(df[slice_by].astype(str))
+    }
+    return pd.DataFrame(table).T.loc[:, list(FEATURE_NAMES)]
+
+
+def plot_feature_auroc(tables: dict[str, pd.DataFrame], path: str | Path) -> None:
+    """Heat map of per-feature failure AUROC, one panel per model."""
+    plt = _plt()
+    n = max(len(tables), 1)
+    fig, axes = plt.subplots(n, 1, figsize=(9, 1.2 + 0.35 * sum(len(t) for t in tables.values())))
+    axes = np.atleast_1d(axes)
+    im = None
+    for ax, (model, t) in zip(axes, tables.items(), strict=False):
+        im = ax.imshow(t.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdBu_r", aspect="auto")
+        ax.set_yticks(range(len(t)), t.index, fontsize=7)
+        ax.set_xticks(range(t.shape[1]), t.columns, rotation=60, fontsize=7)
+        ax.set_title(model, fontsize=9)
+        for (i, j), v in np.ndenumerate(t.to_numpy(dtype=float)):
+            if np.isfinite(v):
+                ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), label="AUROC (failure)")
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_reliability(predictions: dict[str, pd.DataFrame], path: str | Path) -> None:
+    """Reliability diagrams of p(correct) on the evaluation rows, one panel per model."""
+    plt, fig, axes = _grid(max(len(predictions), 1))
+    for ax, (model, df) in zip(axes, predictions.items(), strict=False):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        for label, d in (("in-domain", df[df["in_training"]]), ("unseen", df[~df["in_training"]])):
+            if len(d):
+                c = reliability_curve(d["correct"], d["p_correct"])
+                ax.plot(c["confidence"], c["accuracy"], marker="o", label=label)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="predicted p(correct)", ylabel="observed")
+        ax.set_title(model)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_mae_vs_k(mae_vs_k: pd.DataFrame, path: str | Path) -> None:
+    """Median MAE (IQR band) against the number of training slices, one line per model."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for model, d in mae_vs_k.groupby("llm"):
+        d = d.sort_values("k")
+        ax.plot(d["k"], d["mae_median"], marker="o", label=model)
+        ax.fill_between(d["k"], d["mae_q25"], d["mae_q75"], alpha=0.2)
+    ax.set(xlabel="number of training slices k", ylabel="MAE over slices (median, IQR)")
+    ax.set_xticks(sorted(mae_vs_k["k"].unique()))
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
