@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 
 MAX_SCAN = 20_000  # only the tail of a very long response is scanned
-MAX_ANSWER = 400  # an extracted answer longer than this is truncated
+MAX_ANSWER = 2_000  # an extracted answer longer than this is truncated
 
 _BOX_COMMANDS = ("\\boxed", "\\fbox", "\\framebox")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|-?\.\d+(?:[eE][-+]?\d+)?")
