@@ -86,3 +86,44 @@ def compute_features(profile: np.ndarray, sampled_logprobs: np.ndarray) -> dict[
         "ppl": np.exp(nll.mean()),
     }
     return {name: float(values[name]) for name in FEATURE_NAMES}
+
+
+def feature_table(
+    generations,
+    grades,
+    benchmark,
+    split: dict[str, list[str]],
+    entropy_variant: str = "topk",
+):
+    """One row per response: ids, slice labels, split, correctness and the 17 features.
+
+    Inputs are DataFrames: generation rows, grade rows (``item_id``, ``correct``), the
+    normalised benchmark and its persisted split. Responses with no tokens get NaN features
+    (the estimator stage drops and counts them).
+    """
+    import pandas as pd
+
+    from .entropy import entropy_profile, stack_steps
+
+    test_ids = set(split["test"])
+    rows = []
+    for gen in generations.itertuples(index=False):
+        profile = entropy_profile(stack_steps(gen.topk_logprobs), entropy_variant)
+        sampled = np.asarray(gen.sampled_logprobs if gen.n_tokens else [], dtype=np.float64)
+        rows.append(
+            {
+                "item_id": gen.item_id,
+                "n_tokens": int(gen.n_tokens or 0),
+                "finish_reason": gen.finish_reason,
+                "truncated": gen.finish_reason == "length",
+                **compute_features(profile, sampled),
+            }
+        )
+    table = pd.DataFrame(rows)
+    meta = benchmark[["item_id", "benchmark", "domain"]]
+    table = meta.merge(table, on="item_id", how="inner", validate="one_to_one")
+    table = table.merge(grades[["item_id", "correct"]], on="item_id", how="left")
+    table["split"] = np.where(table["item_id"].isin(test_ids), "test", "train")
+    leading = ["item_id", "benchmark", "domain", "split", "correct", "n_tokens"]
+    rest = ["finish_reason", "truncated", *FEATURE_NAMES]
+    return table[leading + rest]

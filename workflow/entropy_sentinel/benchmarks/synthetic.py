@@ -86,7 +86,9 @@ def _word_question(rng: random.Random, d: Difficulty) -> tuple[str, int]:
     return " ".join(clauses), value
 
 
-def generate_items(n_per_domain: int, seed: int = 0, domains: list[str] | None = None) -> list[dict]:
+def generate_items(
+    n_per_domain: int, seed: int = 0, domains: list[str] | None = None
+) -> list[dict]:
     """``n_per_domain`` items for each domain (all by default), deterministically from ``seed``."""
     chosen = list(DOMAINS) if domains is None else domains
     unknown = sorted(set(chosen) - set(DOMAINS))

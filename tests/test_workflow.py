@@ -1,0 +1,126 @@
+"""End to end: the whole DAG through the Snakemake API, on the tiny model and a few items."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from entropy_sentinel.features import FEATURE_NAMES
+from entropy_sentinel.provenance import read_provenance
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_config(model_dir: Path) -> dict:
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["models"] = {"tiny": {"source": "local", "path": str(model_dir)}}
+    config["benchmarks"] = {"synthetic": {"source": "synthetic", "n_per_domain": 6, "seed": 1}}
+    config["generation"]["shard_size"] = 16
+    config["generation"]["chunk_size"] = 4
+    config["generation"]["settings"].update(max_new_tokens=12, batch_size=8)
+    config["estimator"]["bootstrap"] = 50
+    return config
+
+
+def run_snakemake(workdir: Path, targets=None, dryrun: bool = False) -> set[str]:
+    """Run the workflow in ``workdir``; returns the names of the rules that were scheduled."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import (
+        ConfigSettings,
+        DAGSettings,
+        ExecutionSettings,
+        OutputSettings,
+        ResourceSettings,
+        StorageSettings,
+    )
+
+    with SnakemakeApi(OutputSettings(quiet={"all"})) as api:
+        workflow = api.workflow(
+            resource_settings=ResourceSettings(cores=2, resources={"gpu": 1}),
+            config_settings=ConfigSettings(configfiles=[workdir / "config" / "config.yaml"]),
+            storage_settings=StorageSettings(),
+            snakefile=REPO / "Snakefile",
+            workdir=workdir,
+        )
+        dag = workflow.dag(DAGSettings(targets=targets or set()))
+        scheduled: set[str] = set()
+        if dryrun:
+            dag.execute_workflow(executor="dryrun", execution_settings=ExecutionSettings())
+        else:
+            dag.execute_workflow(executor="local", execution_settings=ExecutionSettings())
+        return scheduled
+
+
+def make_workdir(tmp_path: Path, config: dict) -> Path:
+    (tmp_path / "config").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_workflow_end_to_end(tiny_model, tmp_path):
+    workdir = make_workdir(tmp_path, tiny_config(tiny_model))
+    run_snakemake(workdir)
+
+    summary = (workdir / "results" / "summary.md").read_text()
+    assert "tiny" in summary
+    shards = sorted((workdir / "results" / "generations" / "tiny" / "synthetic").glob("*.parquet"))
+    assert len(shards) == 2  # 30 items, shards of 16
+    generations = pd.concat([pd.read_parquet(s) for s in shards])
+    assert generations["item_id"].is_unique and len(generations) == 30
+    assert all(
+        len(steps) == n
+        for steps, n in zip(generations["topk_logprobs"], generations["n_tokens"], strict=True)
+    )
+    assert all(len(step) == 20 for steps in generations["topk_logprobs"] for step in steps)
+    provenance = read_provenance(shards[0])
+    assert provenance["generation_settings"]["top_k_logprobs"] == 20
+    assert provenance["backend"] == "transformers" and "torch" in provenance["versions"]
+
+    features = pd.read_parquet(workdir / "results" / "features" / "tiny" / "synthetic.parquet")
+    assert set(FEATURE_NAMES) <= set(features.columns)
+    assert set(features["split"]) == {"train", "test"}
+    split = json.loads((workdir / "resources" / "benchmarks" / "synthetic.split.json").read_text())
+    assert set(features.loc[features["split"] == "test", "item_id"]) == set(split["test"])
+
+    slices = pd.read_csv(workdir / "results" / "evaluation" / "tiny" / "slices.csv")
+    assert len(slices) == 5
+    assert slices["estimated_accuracy"].between(0, 1).all()
+    metrics = json.loads((workdir / "results" / "evaluation" / "tiny" / "metrics.json").read_text())
+    assert "mae" in metrics
+
+    # Outputs are the cache: a second run has nothing to do and rewrites nothing.
+    stamps = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.parquet")}
+    run_snakemake(workdir)
+    assert stamps == {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.parquet")}
+
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda c: c.update(unknown_key=1), "unknown_key"),
+        (lambda c: c["generation"]["settings"].update(max_new_tokens="many"), "max_new_tokens"),
+        (lambda c: c["benchmarks"].update(x={"source": "ftp"}), "ftp"),
+        (lambda c: c["models"]["tiny"].update(source="torrent"), "torrent"),
+        (lambda c: c["benchmarks"].update(x={"source": "registry", "name": "nope"}), "nope"),
+        (lambda c: c["estimator"].update(train_slices=["no_such_domain"]), "no_such_domain"),
+    ],
+)
+def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
+    config = tiny_config(tmp_path / "model")
+    mutate(config)
+    workdir = make_workdir(tmp_path, config)
+    with pytest.raises(Exception, match=message):
+        run_snakemake(workdir, dryrun=True)
+    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+
+
+def test_dry_run_lists_pending_jobs(tiny_model, tmp_path, capsys):
+    workdir = make_workdir(tmp_path, tiny_config(tiny_model))
+    run_snakemake(workdir, dryrun=True)
+    assert not (workdir / "results").exists()
+    shutil.rmtree(workdir / ".snakemake", ignore_errors=True)

@@ -1,0 +1,81 @@
+"""The workflow's plan: what the config asks for, checked before any job runs.
+
+JSON-Schema validation (in the Snakefile) catches unknown keys and wrong types; this module
+checks what a schema cannot: names that must exist, and how many shards each benchmark has.
+"""
+
+from __future__ import annotations
+
+from .benchmarks.registry import REGISTRY
+from .benchmarks.synthetic import DOMAINS
+from .generation import count_shards
+
+
+class ConfigError(ValueError):
+    """A configuration problem, with the offending key in the message."""
+
+
+class WorkflowPlan:
+    def __init__(self, config: dict):
+        self.config = config
+        self.models = list(config["models"])
+        self.benchmarks = list(config["benchmarks"])
+        self.shard_size = int(config["generation"].get("shard_size", 500))
+        for name, settings in config["benchmarks"].items():
+            self._check_benchmark(name, settings)
+        self._check_estimator()
+
+    def _check_benchmark(self, name: str, settings: dict) -> None:
+        key = f"benchmarks.{name}"
+        if settings["source"] == "registry":
+            registry_name = settings.get("name", name)
+            if registry_name not in REGISTRY:
+                raise ConfigError(
+                    f"{key}.name: unknown registry benchmark {registry_name!r}; "
+                    f"known: {sorted(REGISTRY)}"
+                )
+        if settings["source"] == "synthetic":
+            unknown = sorted(set(settings.get("domains", [])) - set(DOMAINS))
+            if unknown:
+                raise ConfigError(
+                    f"{key}.domains: unknown domains {unknown}; known: {sorted(DOMAINS)}"
+                )
+
+    def _check_estimator(self) -> None:
+        estimator = self.config["estimator"]
+        known = set(self.slices())
+        if known:
+            unknown = sorted(set(estimator["train_slices"]) - known)
+            if unknown:
+                raise ConfigError(
+                    f"estimator.train_slices: {unknown} are not {estimator['slice_by']}s of "
+                    f"this config; known: {sorted(known)}"
+                )
+
+    def slices(self) -> list[str]:
+        """The slice names known before loading any data (empty when they depend on data)."""
+        if self.config["estimator"]["slice_by"] == "benchmark":
+            return self.benchmarks
+        names = []
+        for settings in self.config["benchmarks"].values():
+            if settings["source"] != "synthetic":
+                return []
+            names.extend(settings.get("domains") or DOMAINS)
+        return names
+
+    def expected_items(self, benchmark: str) -> int | None:
+        settings = self.config["benchmarks"][benchmark]
+        if settings["source"] == "synthetic":
+            count = settings["n_per_domain"] * len(settings.get("domains") or DOMAINS)
+        else:
+            count = settings.get("expected_items") or getattr(
+                REGISTRY.get(settings.get("name", benchmark)), "size", None
+            )
+        limit = settings.get("limit")
+        if count is None:
+            return limit
+        return min(count, limit) if limit else count
+
+    def n_shards(self, benchmark: str) -> int:
+        expected = self.expected_items(benchmark)
+        return 1 if expected is None else count_shards(expected, self.shard_size)

@@ -1,0 +1,18 @@
+localrules:
+    prepare_benchmark,
+
+
+rule prepare_benchmark:
+    """Normalise a benchmark to one Parquet schema and persist its train/test split."""
+    output:
+        table="resources/benchmarks/{benchmark}.parquet",
+        split="resources/benchmarks/{benchmark}.split.json",
+    log:
+        "logs/prepare_benchmark/{benchmark}.log",
+    conda:
+        "../../envs/core.yaml"
+    params:
+        settings=lambda wc: config["benchmarks"][wc.benchmark],
+        split=config["split"],
+    script:
+        "../scripts/prepare_benchmark.py"

@@ -1,0 +1,41 @@
+import re
+import sys
+from pathlib import Path
+
+from snakemake.utils import validate
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from entropy_sentinel.plan import ConfigError, WorkflowPlan  # noqa: E402
+
+validate(config, schema="../schemas/config.schema.yaml")
+try:
+    PLAN = WorkflowPlan(config)
+except ConfigError as error:
+    raise WorkflowError(f"Invalid configuration: {error}") from None
+
+MODELS = PLAN.models
+BENCHMARKS = PLAN.benchmarks
+
+
+wildcard_constraints:
+    model="|".join(map(re.escape, MODELS)),
+    benchmark="|".join(map(re.escape, BENCHMARKS)),
+    shard=r"\d+",
+
+
+def shard_files(wildcards):
+    return [
+        f"results/generations/{wildcards.model}/{wildcards.benchmark}/shard-{shard}.parquet"
+        for shard in range(PLAN.n_shards(wildcards.benchmark))
+    ]
+
+
+def feature_files(wildcards):
+    return expand(
+        "results/features/{model}/{benchmark}.parquet",
+        model=wildcards.model,
+        benchmark=BENCHMARKS,
+    )
+
+
+ALL_TARGETS = ["results/summary.md"]

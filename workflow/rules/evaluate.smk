@@ -1,0 +1,35 @@
+rule evaluate:
+    """Train the estimator on the training slices and estimate every slice's accuracy."""
+    input:
+        features=feature_files,
+    output:
+        slices="results/evaluation/{model}/slices.csv",
+        metrics="results/evaluation/{model}/metrics.json",
+        estimator="results/evaluation/{model}/estimator.skops",
+    log:
+        "logs/evaluate/{model}.log",
+    conda:
+        "../../envs/core.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        estimator=config["estimator"],
+    script:
+        "../scripts/evaluate.py"
+
+
+rule summary:
+    """A short Markdown summary: true and estimated accuracy per slice, per model."""
+    input:
+        slices=expand("results/evaluation/{model}/slices.csv", model=MODELS),
+        metrics=expand("results/evaluation/{model}/metrics.json", model=MODELS),
+    output:
+        "results/summary.md",
+    log:
+        "logs/summary.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../scripts/summary.py"

@@ -1,0 +1,22 @@
+rule generate:
+    """Generate one shard with per-token top-k log-probabilities (resumable in chunks)."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        benchmark="resources/benchmarks/{benchmark}.parquet",
+    output:
+        "results/generations/{model}/{benchmark}/shard-{shard}.parquet",
+    log:
+        "logs/generate/{model}/{benchmark}/shard-{shard}.log",
+    conda:
+        "../../envs/generate.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        generation=config["generation"],
+        n_shards=lambda wc: PLAN.n_shards(wc.benchmark),
+        prompt=lambda wc: config["benchmarks"][wc.benchmark].get("prompt", "raw"),
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,21 @@
+rule grade:
+    """Grade every response of a (model, benchmark) pair into a separate table."""
+    input:
+        shards=shard_files,
+        benchmark="resources/benchmarks/{benchmark}.parquet",
+    output:
+        "results/grades/{model}/{benchmark}.parquet",
+    log:
+        "logs/grade/{model}/{benchmark}.log",
+    group:
+        "postprocess"
+    conda:
+        "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        grading=config.get("grading", {}),
+    script:
+        "../scripts/grade.py"

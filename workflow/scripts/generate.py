@@ -1,0 +1,33 @@
+"""Rule generate: one shard of responses with per-token top-k log-probabilities."""
+
+import json
+from pathlib import Path
+
+import pandas as pd
+from entropy_sentinel.backends import GenerationSettings, load_backend
+from entropy_sentinel.generation import run_shard, settings_provenance
+from entropy_sentinel.runtime import log_to
+
+snakemake = globals()["snakemake"]
+log = log_to(snakemake.log[0], "generate")
+
+generation = snakemake.params.generation
+manifest = json.loads(Path(snakemake.input.manifest).read_text())
+settings = GenerationSettings.from_config(
+    {
+        "trust_remote_code": manifest["spec"].get("trust_remote_code", False),
+        **generation["settings"],
+    }
+)
+backend = load_backend(generation["backend"], manifest["weights_dir"], settings, snakemake.threads)
+run_shard(
+    backend=backend,
+    benchmark=pd.read_parquet(snakemake.input.benchmark),
+    shard=int(snakemake.wildcards.shard),
+    n_shards=snakemake.params.n_shards,
+    shard_size=generation.get("shard_size", 500),
+    chunk_size=generation.get("chunk_size", 32),
+    prompt_style=snakemake.params.prompt,
+    output=snakemake.output[0],
+    provenance=settings_provenance(manifest, settings, backend),
+)

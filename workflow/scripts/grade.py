@@ -1,0 +1,16 @@
+"""Rule grade: grade every response of a (model, benchmark) pair into its own table."""
+
+import pandas as pd
+from entropy_sentinel.grading import grade_table
+from entropy_sentinel.provenance import now, write_parquet
+from entropy_sentinel.runtime import log_to
+
+snakemake = globals()["snakemake"]
+log = log_to(snakemake.log[0], "grade")
+
+generations = pd.concat([pd.read_parquet(p) for p in snakemake.input.shards], ignore_index=True)
+benchmark = pd.read_parquet(snakemake.input.benchmark)
+grades = grade_table(generations, benchmark)
+counts = grades["correct"].value_counts(dropna=False).to_dict()
+log.info("graded %d responses: %s", len(grades), counts)
+write_parquet(grades, snakemake.output[0], {"graded_at": now()})
