@@ -353,3 +353,22 @@ def evaluate_slices(
     """(per_slice_df, metrics) of the paper's protocol; see run_evaluation."""
     result = run_evaluation(features_df, train_slices, slice_by, estimator_config, seed)
     return result.per_slice, result.metrics
+
+
+def prediction_rows(features_df: pd.DataFrame, estimator: EntropySentinel) -> pd.DataFrame:
+    """Per-response predictions of a saved estimator on its evaluation rows, re-deriving the
+    protocol from the training slices and slicing stored in its provenance."""
+    df, _ = clean_features(features_df)
+    train_slices = list(estimator.provenance_.get("train_slices", []))
+    slices = slice_labels(df, estimator.provenance_.get("slice_by", "benchmark"))
+    _, eval_mask = protocol_masks(slices, df["split"], train_slices)
+    s_eval = slices[eval_mask].to_numpy()
+    return pd.DataFrame(
+        {
+            "item_id": df.loc[eval_mask, "item_id"].to_numpy(),
+            "slice": s_eval,
+            "in_training": np.isin(s_eval, train_slices),
+            "correct": df.loc[eval_mask, "correct"].to_numpy(dtype=bool),
+            "p_correct": estimator.predict_proba(df.loc[eval_mask]),
+        }
+    )

@@ -1,0 +1,559 @@
+"""The estimator sweep (reference §5.3): every training composition of 1..k slices x classifier
+x calibration x balancing x feature set, each evaluated on every slice.
+
+Shared work: features are loaded and split once per model, and the grid search of a (composition,
+classifier, balance, features) "fit group" is done once for its calibrated and uncalibrated
+configs. Chunks are contiguous runs of fit groups, written as Parquet parts (atomic, batched), so
+an interrupted chunk resumes by skipping config hashes already written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
+
+from .estimators import (
+    calibrate_model,
+    canonical_classifier,
+    grid_search,
+    minority_count,
+    oversample,
+)
+from .evaluation import (
+    ATC,
+    PlattConfidence,
+    clean_features,
+    expected_calibration_error,
+    run_evaluation,
+    slice_labels,
+    spearman,
+)
+from .features import FEATURE_NAMES, FEATURE_SETS
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SWEEP = {
+    "classifiers": ["random_forest", "logistic_regression", "mlp"],
+    "calibrate": [True, False],
+    "balance": [True, False],
+    "feature_sets": ["17D", "10D", "3D", "1D"],
+    "max_train_slices": 4,
+    "chunks": 8,
+}
+# The RQ1 "plausible default" of the deployment estimators (reference §5.4)
+DEPLOYMENT_ESTIMATOR = {
+    "classifier": "random_forest",
+    "calibrate": True,
+    "balance": True,
+    "features": "10D",
+}
+RESULT_COLUMNS = [
+    "hash",
+    "llm",
+    "benchmarks",
+    "classifier",
+    "calibrate",
+    "balance_classes",
+    "features",
+    "spearman_rho",
+    "mae",
+]
+
+
+# ---------------------------------------------------------------- the configuration grid
+
+
+def n_compositions(n_slices: int, max_k: int) -> int:
+    """sum_{k=1..max_k} C(n_slices, k)."""
+    return sum(math.comb(n_slices, k) for k in range(1, min(max_k, n_slices) + 1))
+
+
+def compositions(slices: Sequence[str], max_k: int) -> list[tuple[str, ...]]:
+    """All training compositions of 1..max_k slices, by k then lexicographically."""
+    names = sorted(slices)
+    return [
+        c for k in range(1, min(max_k, len(names)) + 1) for c in itertools.combinations(names, k)
+    ]
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """One estimator configuration of the sweep."""
+
+    llm: str
+    slices: tuple[str, ...]
+    classifier: str
+    calibrate: bool
+    balance: bool
+    features: str
+    calibration: str = "sigmoid"
+    slice_by: str = "benchmark"
+
+    @property
+    def fit_key(self) -> tuple:
+        """Configs sharing this key share one grid search (they differ only in calibration)."""
+        return (self.llm, self.slices, self.classifier, self.balance, self.features)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the config's identity (the original's fields plus slice_by/calibration)."""
+        ident = {
+            "llm": self.llm,
+            "benchmarks": sorted(self.slices),
+            "train_suites": [f"{self.llm}-{s}-train" for s in sorted(self.slices)],
+            "classifier": self.classifier,
+            "calibrate": self.calibrate,
+            "balance_classes": self.balance,
+            "features": list(FEATURE_SETS[self.features]),
+            "calibration": self.calibration,
+            "slice_by": self.slice_by,
+        }
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def sweep_configs(
+    llm: str,
+    slices: Sequence[str],
+    sweep: dict[str, Any],
+    calibration: str = "sigmoid",
+    slice_by: str = "benchmark",
+) -> list[SweepConfig]:
+    """The full ordered config list of one model; calibrate varies fastest."""
+    s = {**DEFAULT_SWEEP, **(sweep or {})}
+    return [
+        SweepConfig(
+            llm, comp, canonical_classifier(c), bool(cal), bool(bal), f, calibration, slice_by
+        )
+        for comp in compositions(slices, int(s["max_train_slices"]))
+        for c in s["classifiers"]
+        for bal in s["balance"]
+        for f in s["feature_sets"]
+        for cal in s["calibrate"]
+    ]
+
+
+def fit_groups(configs: Iterable[SweepConfig]) -> list[list[SweepConfig]]:
+    """Consecutive configs grouped by fit_key."""
+    return [list(g) for _, g in itertools.groupby(configs, key=lambda c: c.fit_key)]
+
+
+def chunk_configs(configs: Sequence[SweepConfig], chunk: int, n_chunks: int) -> list[SweepConfig]:
+    """Chunk `chunk` of `n_chunks`: a contiguous, deterministic run of whole fit groups."""
+    if not 0 <= chunk < n_chunks:
+        raise ValueError(f"chunk {chunk} outside 0..{n_chunks - 1}")
+    groups = fit_groups(configs)
+    bounds = np.linspace(0, len(groups), n_chunks + 1).round().astype(int)
+    return [c for g in groups[bounds[chunk] : bounds[chunk + 1]] for c in g]
+
+
+# ---------------------------------------------------------------- data, loaded once per model
+
+
+@dataclass
+class SweepData:
+    """One model's cleaned feature rows as arrays."""
+
+    slices: tuple[str, ...]
+    X: np.ndarray
+    y: np.ndarray
+    code: np.ndarray
+    is_train: np.ndarray
+    n_dropped_ungraded: int = 0
+    n_dropped_empty: int = 0
+
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame, slice_by: str) -> SweepData:
+        clean, dropped = clean_features(df)
+        labels = slice_labels(clean, slice_by)
+        names = tuple(sorted(labels.unique()))
+        return cls(
+            slices=names,
+            X=clean.loc[:, list(FEATURE_NAMES)].to_numpy(dtype=np.float64),
+            y=clean["correct"].to_numpy(dtype=bool),
+            code=labels.map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64),
+            is_train=(clean["split"].astype(str) == "train").to_numpy(),
+            n_dropped_ungraded=dropped.ungraded,
+            n_dropped_empty=dropped.empty,
+        )
+
+    def masks(self, composition: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(training rows, evaluation rows) of the paper's protocol."""
+        in_comp = np.isin(np.arange(len(self.slices)), [self.slices.index(s) for s in composition])
+        train = in_comp[self.code] & self.is_train
+        return train, ~train
+
+
+def load_features(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """Concatenate feature tables."""
+    return pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+
+
+# ---------------------------------------------------------------- evaluating one fit group
+
+
+def _auroc(y: np.ndarray, p: np.ndarray) -> float:
+    return float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else float("nan")
+
+
+def _slice_metrics(y, p, code, n_slices):
+    n = np.bincount(code, minlength=n_slices)
+    true = np.bincount(code, y, n_slices) / np.maximum(n, 1)
+    est = np.bincount(code, p, n_slices) / np.maximum(n, 1)
+    return n, true, est
+
+
+def composition_baselines(
+    data: SweepData, train: np.ndarray, evaluate: np.ndarray, avg_conf_feature: str = "max"
+) -> dict[str, float]:
+    """ATC on each of the 17 features, training-set accuracy and average confidence (MAE)."""
+    k = len(data.slices)
+    code, y = data.code[evaluate], data.y[evaluate]
+    n = np.bincount(code, minlength=k)
+    present = n > 0
+    true = (np.bincount(code, y, k) / np.maximum(n, 1))[present]
+    atc = ATC.fit(data.X[train], data.y[train], FEATURE_NAMES)
+    hits = (data.X[evaluate] * atc.sign >= atc.threshold).astype(float)
+    out: dict[str, float] = {}
+    for j, f in enumerate(FEATURE_NAMES):
+        est = (np.bincount(code, hits[:, j], k) / np.maximum(n, 1))[present]
+        out[f"atc_{f}_mae"] = float(np.mean(np.abs(est - true)))
+    out["train_accuracy"] = float(data.y[train].mean())
+    out["trivial_mae"] = float(np.mean(np.abs(out["train_accuracy"] - true)))
+    fidx = FEATURE_NAMES.index(avg_conf_feature)
+    platt = PlattConfidence(avg_conf_feature).fit(data.X[train, fidx], data.y[train])
+    p = platt.predict_proba(data.X[evaluate, fidx])
+    est = (np.bincount(code, p, k) / np.maximum(n, 1))[present]
+    out["avg_conf_mae"] = float(np.mean(np.abs(est - true)))
+    return out
+
+
+def run_group(data: SweepData, group: Sequence[SweepConfig], seed: int = 42) -> list[dict]:
+    """Fit one grid search and evaluate every config of the group on every slice."""
+    start = time.perf_counter()
+    first = group[0]
+    train, evaluate = data.masks(first.slices)
+    cols = [FEATURE_NAMES.index(f) for f in FEATURE_SETS[first.features]]
+    y_tr = data.y[train].astype(np.int64)
+    base = {
+        "llm": first.llm,
+        "benchmarks": "+".join(first.slices),
+        "k": len(first.slices),
+        "classifier": first.classifier,
+        "balance_classes": first.balance,
+        "features": first.features,
+        "calibration": first.calibration,
+        "n_train": int(train.sum()),
+    }
+    baselines = composition_baselines(data, train, evaluate)
+    if minority_count(y_tr) < 2:
+        return [
+            {"hash": c.hash, **base, "calibrate": c.calibrate, "status": "skipped_minority_lt_2"}
+            for c in group
+        ]
+    scaler = StandardScaler().fit(data.X[train][:, cols])
+    Xf, yf = scaler.transform(data.X[train][:, cols]), y_tr
+    if first.balance and first.classifier == "mlp":
+        Xf, yf = oversample(Xf, yf, seed)
+    best, params = grid_search(Xf, yf, first.classifier, first.balance, seed)
+    X_ev = scaler.transform(data.X[evaluate][:, cols])
+    y_ev, code_ev = data.y[evaluate], data.code[evaluate]
+    in_comp = np.isin(np.array(data.slices), first.slices)
+    ood = ~in_comp[code_ev]
+    rows = []
+    for cfg in group:
+        model = calibrate_model(best, Xf, yf, cfg.calibration) if cfg.calibrate else best
+        p = model.predict_proba(X_ev)[:, 1]
+        n, true, est = _slice_metrics(y_ev, p, code_ev, len(data.slices))
+        present = n > 0
+        aee = np.abs(est - true)
+        row = {
+            "hash": cfg.hash,
+            **base,
+            "calibrate": cfg.calibrate,
+            "status": "ok",
+            "spearman_rho": spearman(true[present], est[present]),
+            "mae": float(aee[present].mean()),
+            "auroc": _auroc(y_ev, p),
+            "auroc_ood": _auroc(y_ev[ood], p[ood]),
+            "brier": float(np.mean((p - y_ev) ** 2)),
+            "ece": expected_calibration_error(y_ev, p),
+            "best_params": json.dumps(params, default=str),
+            **baselines,
+        }
+        for i, s in enumerate(data.slices):
+            row[f"true:{s}"] = float(true[i]) if present[i] else np.nan
+            row[f"est:{s}"] = float(est[i]) if present[i] else np.nan
+            row[f"aee:{s}"] = float(aee[i]) if present[i] else np.nan
+        rows.append(row)
+    elapsed = time.perf_counter() - start
+    for row in rows:
+        row["seconds"] = elapsed / len(rows)
+    return rows
+
+
+# ---------------------------------------------------------------- resumable chunk runner
+
+
+def _part_paths(parts_dir: Path) -> list[Path]:
+    return sorted(parts_dir.glob("part-*.parquet"))
+
+
+def done_hashes(parts_dir: str | Path) -> set[str]:
+    """Config hashes already written to a chunk's parts."""
+    return {
+        h
+        for p in _part_paths(Path(parts_dir))
+        for h in pd.read_parquet(p, columns=["hash"])["hash"]
+    }
+
+
+def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def run_chunk(
+    data: SweepData,
+    configs: Sequence[SweepConfig],
+    parts_dir: str | Path,
+    n_jobs: int = 1,
+    batch_groups: int | None = None,
+    seed: int = 42,
+) -> int:
+    """Evaluate the configs not yet in parts_dir, flushing one Parquet part per batch.
+
+    Returns the number of configs evaluated in this call.
+    """
+    parts_dir = Path(parts_dir)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    done = done_hashes(parts_dir)
+    groups = [
+        g for g in ([c for c in grp if c.hash not in done] for grp in fit_groups(configs)) if g
+    ]
+    log.info(
+        "%d configs done, %d to run in %d fit groups", len(done), sum(map(len, groups)), len(groups)
+    )
+    batch_groups = batch_groups or max(4 * n_jobs, 4)
+    existing = _part_paths(parts_dir)
+    next_part = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+    n_run = 0
+    parallel = None
+    if n_jobs > 1:
+        from joblib import Parallel, delayed
+
+        parallel = Parallel(n_jobs=n_jobs, backend="loky")
+    for b in range(0, len(groups), batch_groups):
+        batch = groups[b : b + batch_groups]
+        start = time.perf_counter()
+        if parallel is None:
+            results = [run_group(data, g, seed) for g in batch]
+        else:
+            results = parallel(delayed(run_group)(data, g, seed) for g in batch)
+        rows = [r for rs in results for r in rs]
+        _atomic_parquet(pd.DataFrame(rows), parts_dir / f"part-{next_part:05d}.parquet")
+        next_part += 1
+        n_run += len(rows)
+        log.info("batch of %d configs in %.1f s", len(rows), time.perf_counter() - start)
+    return n_run
+
+
+def collect_parts(parts_dir: str | Path, out_path: str | Path) -> pd.DataFrame:
+    """Concatenate a chunk's parts (one row per hash) into its output Parquet."""
+    parts = [pd.read_parquet(p) for p in _part_paths(Path(parts_dir))]
+    df = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["hash"])
+    df = df.drop_duplicates("hash", keep="last").reset_index(drop=True)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_parquet(df, out_path)
+    return df
+
+
+# ---------------------------------------------------------------- merge and analysis tables
+
+
+def _iqr(x: pd.Series) -> float:
+    return float(x.quantile(0.75) - x.quantile(0.25))
+
+
+def merge_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """The sweep's result tables (RQ2-RQ4) from the concatenated chunk outputs."""
+    ok = results[results["status"] == "ok"].copy()
+    tables: dict[str, pd.DataFrame] = {"results": ok[RESULT_COLUMNS].reset_index(drop=True)}
+
+    id_cols = ["hash", "llm", "benchmarks", "k", "classifier", "calibrate", "balance_classes"]
+    id_cols.append("features")
+    slices = sorted(c.split(":", 1)[1] for c in ok.columns if c.startswith("aee:"))
+    long = []
+    for s in slices:
+        part = ok[id_cols].copy()
+        part["slice"] = s
+        part["in_training"] = ok["benchmarks"].str.split("+").apply(lambda b, s=s: s in b)
+        part["true_accuracy"] = ok[f"true:{s}"]
+        part["estimated_accuracy"] = ok[f"est:{s}"]
+        part["aee"] = ok[f"aee:{s}"]
+        long.append(part)
+    aee = pd.concat(long, ignore_index=True) if long else pd.DataFrame(columns=id_cols)
+    tables["aee_per_slice"] = aee.dropna(subset=["aee"]).reset_index(drop=True)
+
+    comp = ["llm", "benchmarks", "k"]
+    atc_cols = [f"atc_{f}_mae" for f in FEATURE_NAMES] + ["trivial_mae", "avg_conf_mae"]
+    atc = ok.groupby(comp, as_index=False).agg(
+        es_mae_median=("mae", "median"),
+        es_mae_min=("mae", "min"),
+        train_accuracy=("train_accuracy", "first"),
+        **{c: (c, "first") for c in atc_cols},
+    )
+    tables["atc_mae"] = atc
+    methods = {"ES (median over configs)": "es_mae_median", "ES (best config)": "es_mae_min"}
+    methods |= {f"ATC[{f}]": f"atc_{f}_mae" for f in FEATURE_NAMES}
+    methods |= {"training-set accuracy": "trivial_mae", "average confidence": "avg_conf_mae"}
+    tables["atc_summary"] = (
+        pd.DataFrame(
+            [
+                {
+                    "method": m,
+                    "mae_median": atc[c].median(),
+                    "mae_iqr": _iqr(atc[c]),
+                    "mae_min": atc[c].min(),
+                    "n_cells": int(atc[c].notna().sum()),
+                }
+                for m, c in methods.items()
+            ]
+        )
+        .sort_values("mae_median")
+        .reset_index(drop=True)
+    )
+
+    tables["mae_vs_k"] = ok.groupby(["llm", "k"], as_index=False).agg(
+        mae_median=("mae", "median"),
+        mae_q25=("mae", lambda x: x.quantile(0.25)),
+        mae_q75=("mae", lambda x: x.quantile(0.75)),
+        mae_iqr=("mae", _iqr),
+        n=("mae", "size"),
+    )
+
+    by_comp = ok.groupby(["k", "benchmarks"], as_index=False).agg(
+        mae_median=("mae", "median"), group_accuracy=("train_accuracy", "mean")
+    )
+    best_worst = []
+    for k, d in by_comp.groupby("k"):
+        b, w = d.loc[d["mae_median"].idxmin()], d.loc[d["mae_median"].idxmax()]
+        best_worst.append(
+            {
+                "k": k,
+                "best": b["benchmarks"],
+                "best_mae": b["mae_median"],
+                "best_group_accuracy": b["group_accuracy"],
+                "worst": w["benchmarks"],
+                "worst_mae": w["mae_median"],
+                "worst_group_accuracy": w["group_accuracy"],
+            }
+        )
+    tables["best_worst"] = pd.DataFrame(best_worst)
+
+    ablation = []
+    for factor, col in (
+        ("classifier", "classifier"),
+        ("calibration", "calibrate"),
+        ("balancing", "balance_classes"),
+        ("features", "features"),
+    ):
+        for setting, d in ok.groupby(col):
+            ablation.append(
+                {
+                    "factor": factor,
+                    "setting": setting,
+                    "mae_median": d["mae"].median(),
+                    "mae_iqr": _iqr(d["mae"]),
+                    "rho_median": d["spearman_rho"].median(),
+                    "rho_iqr": _iqr(d["spearman_rho"]),
+                    "n_rows": len(d),
+                }
+            )
+    tables["rq4_ablation"] = pd.DataFrame(ablation)
+    return tables
+
+
+# ---------------------------------------------------------------- deployment estimators
+
+
+def best_config(results: pd.DataFrame, llm: str) -> dict[str, Any] | None:
+    """The lowest-MAE sweep row of a model (composition + estimator design)."""
+    d = results[(results["llm"] == llm) & (results["status"] == "ok")]
+    if d.empty:
+        return None
+    r = d.loc[d["mae"].idxmin()]
+    return {
+        "train_slices": r["benchmarks"].split("+"),
+        "classifier": r["classifier"],
+        "calibrate": bool(r["calibrate"]),
+        "balance": bool(r["balance_classes"]),
+        "features": r["features"],
+        "sweep_hash": r["hash"],
+        "sweep_mae": float(r["mae"]),
+    }
+
+
+def train_deployments(
+    features: pd.DataFrame,
+    llm: str,
+    deployments: dict[str, Sequence[str]],
+    slice_by: str,
+    out_dir: str | Path,
+    best: dict[str, Any] | None = None,
+    estimator: dict[str, Any] | None = None,
+    seed: int = 42,
+) -> dict[str, Any]:
+    """Fit, evaluate and save the named deployment estimators (+ "best") of one model.
+
+    Deployments whose slices are absent from the data are skipped and recorded as such.
+    Returns the manifest (also written to out_dir/manifest.json by the caller).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    present = set(slice_labels(features, slice_by).unique())
+    design = {**DEPLOYMENT_ESTIMATOR, **(estimator or {}), "seed": seed}
+    todo: dict[str, tuple[list[str], dict[str, Any]]] = {}
+    manifest: dict[str, Any] = {"llm": llm, "slice_by": slice_by, "estimators": {}, "skipped": {}}
+    for name, slices in (deployments or {}).items():
+        missing = sorted(set(slices) - present)
+        if missing:
+            msg = f"slices not in the data: {missing}"
+            log.info("%s/%s skipped: %s", llm, name, msg)
+            manifest["skipped"][name] = msg
+        else:
+            todo[name] = (list(slices), design)
+    if best is not None:
+        todo["best"] = (best["train_slices"], {**best, "seed": seed})
+    for name, (slices, cfg) in todo.items():
+        result = run_evaluation(features, slices, slice_by, cfg, seed=seed)
+        path = result.estimator.save(out_dir / f"{name}.skops")
+        result.per_slice.to_csv(out_dir / f"{name}_slices.csv", index=False)
+        m = result.metrics
+        manifest["estimators"][name] = {
+            "path": str(path),
+            "train_slices": slices,
+            "config": result.estimator.config(),
+            "mae": m["mae"],
+            "spearman": m["spearman"],
+            "auroc_pooled": m["auroc_pooled"],
+            "auroc_ood_pooled": m["auroc_ood_pooled"],
+            "atc_max_mae": m["atc_max_mae"],
+        }
+        log.info("%s/%s: MAE %.4f, Spearman %.3f", llm, name, m["mae"], m["spearman"])
+    return manifest

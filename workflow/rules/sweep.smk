@@ -1,0 +1,92 @@
+# The estimator sweep (reference §5.3), its merged tables and the deployment estimators.
+# SWEEP_TARGETS is empty unless config["sweep"]["enabled"]; `rule all` includes it.
+
+SWEEP = config.get("sweep", {})
+SWEEP_ENABLED = bool(SWEEP.get("enabled", False))
+SWEEP_CHUNKS = int(SWEEP.get("chunks", 8))
+SWEEP_MODELS = list(config["models"])
+SWEEP_TABLES = {
+    "results": "results/sweep/stem_classifier_evaluation_results.csv",
+    "aee_per_slice": "results/sweep/aee_per_slice.csv",
+    "atc_mae": "results/sweep/atc_mae.csv",
+    "atc_summary": "results/sweep/atc_summary.csv",
+    "mae_vs_k": "results/sweep/mae_vs_k.csv",
+    "best_worst": "results/sweep/best_worst_compositions.csv",
+    "rq4_ablation": "results/sweep/rq4_ablation.csv",
+}
+SWEEP_TARGETS = (
+    list(SWEEP_TABLES.values())
+    + expand("results/deployments/{model}/manifest.json", model=SWEEP_MODELS)
+    if SWEEP_ENABLED
+    else []
+)
+
+
+def sweep_features(wildcards):
+    return expand(
+        "results/features/{model}/{benchmark}.parquet",
+        model=wildcards.model,
+        benchmark=list(config["benchmarks"]),
+    )
+
+
+rule sweep_chunk:
+    input:
+        features=sweep_features,
+    output:
+        "results/sweep/{model}/chunk_{chunk}.parquet",
+    log:
+        "logs/sweep/{model}/chunk_{chunk}.log",
+    wildcard_constraints:
+        chunk=r"\d+",
+    threads: int(SWEEP.get("threads", 2))
+    resources:
+        mem_mb=lambda wc, threads: 2000 + 1500 * threads,
+        runtime=int(SWEEP.get("runtime_min", 720)),
+    params:
+        sweep=SWEEP,
+        estimator=config["estimator"],
+        chunks=SWEEP_CHUNKS,
+        parts=lambda wc: f"results/sweep/{wc.model}/chunk_{wc.chunk}.parts",
+    script:
+        "../scripts/sweep_chunk.py"
+
+
+rule sweep_merge:
+    input:
+        expand(
+            "results/sweep/{model}/chunk_{chunk}.parquet",
+            model=SWEEP_MODELS,
+            chunk=range(SWEEP_CHUNKS),
+        ),
+    output:
+        **SWEEP_TABLES,
+        full="results/sweep/sweep_results.parquet",
+    log:
+        "logs/sweep/merge.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    script:
+        "../scripts/sweep_merge.py"
+
+
+rule deployments:
+    input:
+        features=sweep_features,
+        sweep="results/sweep/sweep_results.parquet",
+    output:
+        manifest="results/deployments/{model}/manifest.json",
+    log:
+        "logs/deployments/{model}.log",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        deployments=SWEEP.get("deployments", {}),
+        estimator=config["estimator"],
+        out_dir=lambda wc: f"results/deployments/{wc.model}",
+    script:
+        "../scripts/deployments.py"

@@ -1,0 +1,32 @@
+"""Snakemake script of rule `deployments`: Extremes / Intermediate / best estimators of a model."""
+
+import logging
+
+import pandas as pd
+from entropy_sentinel import sweep
+from entropy_sentinel.reports import write_json
+
+snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
+
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
+model = snakemake.wildcards.model
+est = snakemake.params.estimator
+features = sweep.load_features(snakemake.input.features)
+best = sweep.best_config(pd.read_parquet(snakemake.input.sweep), model)
+if best is None:
+    logging.info("%s: no successful sweep config; no 'best' estimator", model)
+else:
+    best["calibration"] = est.get("calibration", "sigmoid")
+manifest = sweep.train_deployments(
+    features,
+    model,
+    snakemake.params.deployments,
+    est.get("slice_by", "benchmark"),
+    snakemake.params.out_dir,
+    best=best,
+    estimator={"calibration": est.get("calibration", "sigmoid")},
+    seed=int(est.get("seed", 42)),
+)
+write_json(manifest, snakemake.output.manifest)

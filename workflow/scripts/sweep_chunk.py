@@ -1,0 +1,39 @@
+"""Snakemake script of rule `sweep_chunk`: one model x one chunk of the estimator sweep."""
+
+import logging
+
+from entropy_sentinel import sweep
+
+snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
+
+logging.basicConfig(
+    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+)
+est = snakemake.params.estimator
+slice_by = est.get("slice_by", "benchmark")
+data = sweep.SweepData.from_frame(sweep.load_features(snakemake.input.features), slice_by)
+logging.info(
+    "%s: %d rows, %d slices; dropped %d ungraded, %d empty",
+    snakemake.wildcards.model,
+    len(data.y),
+    len(data.slices),
+    data.n_dropped_ungraded,
+    data.n_dropped_empty,
+)
+configs = sweep.sweep_configs(
+    snakemake.wildcards.model,
+    data.slices,
+    snakemake.params.sweep,
+    calibration=est.get("calibration", "sigmoid"),
+    slice_by=slice_by,
+)
+chunk = sweep.chunk_configs(configs, int(snakemake.wildcards.chunk), int(snakemake.params.chunks))
+logging.info("chunk %s: %d of %d configs", snakemake.wildcards.chunk, len(chunk), len(configs))
+sweep.run_chunk(
+    data,
+    chunk,
+    snakemake.params.parts,
+    n_jobs=snakemake.threads,
+    seed=int(est.get("seed", 42)),
+)
+sweep.collect_parts(snakemake.params.parts, snakemake.output[0])
