@@ -1,0 +1,163 @@
+"""Benchmark registry, loaders, splits and prompts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from entropy_sentinel.benchmarks import (
+    REGISTRY,
+    STEM_TEN,
+    build_messages,
+    get_spec,
+    load_benchmark,
+    make_split,
+)
+from entropy_sentinel.benchmarks.schema import ANSWER_TYPES, COLUMNS, validate_frame
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+
+EXPECTED = {  # folder: (registry name, extra settings, items after filters)
+    "gsm8k": ("gsm8k", {}, 1319),
+    "svamp": ("svamp", {}, 1000),
+    "math": ("math", {}, 5000),
+    "math500": ("math500", {}, 500),
+    "gsm_symbolic": ("gsm_symbolic", {"variant": "p2"}, 2500),
+    "theoremqa": ("theoremqa", {}, 747),
+    "olympiadbench": ("olympiadbench", {}, 675),
+    "scibench": ("scibench", {}, 580),
+    "matscibench": ("matscibench", {}, 1024),
+    "gpqa": ("gpqa", {}, 198),
+    "aime24": ("aime24", {}, 30),
+    "amc23": ("amc23", {}, 40),
+    "minerva_math": ("minerva_math", {}, 272),
+}
+
+
+def test_registry_covers_the_ten_and_the_extras():
+    assert set(STEM_TEN) | {"aime24", "amc23", "minerva_math"} <= set(REGISTRY)
+    for spec in REGISTRY.values():
+        assert spec.hub_id and spec.hub_split and spec.answer_type in ANSWER_TYPES
+    assert get_spec("mathhendrycks").name == "math500"
+    with pytest.raises(KeyError):
+        get_spec("nope")
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("folder", sorted(EXPECTED))
+def test_local_files_load(folder):
+    if not (SHARED / folder).exists():
+        pytest.skip(f"{SHARED / folder} is absent")
+    name, extra, count = EXPECTED[folder]
+    frame = load_benchmark(name, {"path": str(SHARED / folder), **extra})
+    validate_frame(frame)
+    assert list(frame.columns) == list(COLUMNS)
+    assert len(frame) == count
+    assert frame["item_id"].is_unique
+    assert frame["question"].str.strip().astype(bool).all()
+    assert frame["reference"].str.strip().astype(bool).all()
+    again = load_benchmark(name, {"path": str(SHARED / folder), **extra})
+    assert list(again["item_id"]) == list(frame["item_id"])
+
+
+@pytest.mark.shared
+def test_filters_are_counted():
+    if not (SHARED / "theoremqa").exists():
+        pytest.skip("shared benchmarks absent")
+    theoremqa = load_benchmark("theoremqa", {"path": str(SHARED / "theoremqa")})
+    assert theoremqa.attrs["skipped"] == {"needs an image": 53}
+    matsci = load_benchmark("matscibench", {"path": str(SHARED / "matscibench" / "qa.csv")})
+    assert matsci.attrs["skipped"]["needs an image"] == 315
+
+
+@pytest.mark.shared
+def test_dataset_ids_are_used():
+    if not (SHARED / "math500").exists():
+        pytest.skip("shared benchmarks absent")
+    frame = load_benchmark("math500", {"path": str(SHARED / "math500")})
+    assert frame["item_id"].iloc[0] == "test/precalculus/807.json"
+
+
+@pytest.mark.shared
+def test_subsampling_is_seeded():
+    if not (SHARED / "gsm8k").exists():
+        pytest.skip("shared benchmarks absent")
+    path = str(SHARED / "gsm8k" / "test.jsonl")
+    a = load_benchmark("gsm8k", {"path": path, "limit": 50, "seed": 3})
+    b = load_benchmark("gsm8k", {"path": path, "limit": 50, "seed": 3})
+    c = load_benchmark("gsm8k", {"path": path, "limit": 50, "seed": 4})
+    assert len(a) == 50 and list(a["item_id"]) == list(b["item_id"])
+    assert set(a["item_id"]) != set(c["item_id"])
+
+
+@pytest.mark.shared
+def test_gpqa_modes():
+    if not (SHARED / "gpqa").exists():
+        pytest.skip("shared benchmarks absent")
+    path = str(SHARED / "gpqa")
+    open_ = load_benchmark("gpqa", {"path": path, "gpqa_mode": "open"})
+    mcq = load_benchmark("gpqa", {"path": path, "gpqa_mode": "mcq", "seed": 1})
+    assert (open_["answer_type"] == "text").all() and (mcq["answer_type"] == "option").all()
+    assert "A) " not in open_["question"].iloc[0]
+    row = mcq.iloc[0]
+    meta = json.loads(row["metadata"])
+    assert meta["options"][row["reference"]] == meta["correct_text"]
+    assert "\nA) " in row["question"] and "\nD) " in row["question"]
+    letters = set(mcq["reference"])
+    assert letters == set("ABCD")  # the shuffle spreads the correct letter
+
+
+def test_bad_rows_are_skipped_not_fatal(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    rows = [
+        {"q": "What is 1+1?", "a": "2"},
+        {"q": "", "a": "3"},
+        {"q": "What is 2+2?", "a": ""},
+        {"q": "What is 3+3?", "a": None},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    settings = {"source": "file", "path": str(path), "question_field": "q", "answer_field": "a"}
+    frame = load_benchmark("mine", settings | {"answer_type": "integer"})
+    assert len(frame) == 1 and frame["reference"].iloc[0] == "2"
+    assert sum(frame.attrs["skipped"].values()) == 4
+
+
+def test_user_csv_and_parquet(tmp_path):
+    import pandas as pd
+
+    data = pd.DataFrame({"problem": ["Compute 2*3.", "Compute 5-1."], "sol": ["6", "4"]})
+    data.to_csv(tmp_path / "x.csv", index=False)
+    data.to_parquet(tmp_path / "x.parquet")
+    for name in ("x.csv", "x.parquet"):
+        settings = {
+            "source": "file",
+            "path": str(tmp_path / name),
+            "question_field": "problem",
+            "answer_field": "sol",
+            "answer_type": "integer",
+        }
+        assert list(load_benchmark("x", settings)["reference"]) == ["6", "4"]
+
+
+def test_synthetic_source():
+    frame = load_benchmark("demo", {"source": "synthetic", "n_per_domain": 3, "seed": 0})
+    assert len(frame) == 15 and set(frame["benchmark"]) == {"synthetic"}
+
+
+def test_split_is_deterministic_and_order_free():
+    ids = [f"item-{i}" for i in range(100)]
+    split = make_split(ids, test_fraction=0.2, seed=42)
+    assert len(split["test"]) == 20 and len(split["train"]) == 80
+    assert not set(split["test"]) & set(split["train"])
+    assert make_split(list(reversed(ids)), 0.2, 42) == split
+    assert make_split(ids, 0.2, 43) != split
+    json.dumps(split)
+
+
+def test_prompts():
+    assert build_messages("What is 2+2?", "raw") == [{"role": "user", "content": "What is 2+2?"}]
+    boxed = build_messages("What is 2+2?", "boxed")[0]["content"]
+    assert boxed.startswith("What is 2+2?") and "\\boxed{}" in boxed
+    with pytest.raises(ValueError):
+        build_messages("x", "fancy")
