@@ -35,9 +35,8 @@ def entropy_profile(topk_logprobs: np.ndarray, variant: str = "topk") -> np.ndar
         finite_max = np.max(np.where(np.isfinite(logp), logp, -np.inf), axis=1, keepdims=True)
         shifted = np.exp(logp - finite_max)
         logp = logp - finite_max - np.log(shifted.sum(axis=1, keepdims=True))
-    p = np.exp(logp)
-    terms = np.where(np.isfinite(logp), -p * logp, 0.0)
-    return terms.sum(axis=1)
+    finite = np.where(np.isfinite(logp), logp, 0.0)  # exp(-inf) * -inf would be NaN
+    return -(np.exp(finite) * finite).sum(axis=1)
 
 
 def stack_steps(steps) -> np.ndarray:
