@@ -210,7 +210,8 @@ def plot_feature_auroc(tables: dict[str, pd.DataFrame], path: str | Path) -> Non
     for ax, (model, t) in zip(axes, tables.items(), strict=False):
         im = ax.imshow(t.to_numpy(dtype=float), vmin=0, vmax=1, cmap="RdBu_r", aspect="auto")
         ax.set_yticks(range(len(t)), t.index, fontsize=7)
-        ax.set_xticks(range(t.shape[1]), t.columns, rotation=60, fontsize=7)
+        last = model == list(tables)[-1]
+        ax.set_xticks(range(t.shape[1]), t.columns if last else [], rotation=60, fontsize=7)
         ax.set_title(model, fontsize=9)
         for (i, j), v in np.ndenumerate(t.to_numpy(dtype=float)):
             if np.isfinite(v):

@@ -1,0 +1,139 @@
+"""Tests of the sweep: the config grid, chunking, resumability, metrics and deployments."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from entropy_sentinel import sweep as sw
+from entropy_sentinel.estimators import load_estimator
+from entropy_sentinel.simulate import synthetic_features
+
+SLICES = {"b0": -1.5, "b1": -0.5, "b2": 0.5, "b3": 1.5}
+FAST = {
+    "classifiers": ["logistic_regression"],
+    "calibrate": [True, False],
+    "balance": [False],
+    "feature_sets": ["3D"],
+    "max_train_slices": 2,
+}
+
+
+@pytest.fixture(scope="module")
+def table():
+    return synthetic_features(SLICES, n_per_slice=1000, seed=5, slice_by="benchmark")
+
+
+@pytest.fixture(scope="module")
+def data(table):
+    return sw.SweepData.from_frame(table, "benchmark")
+
+
+@pytest.fixture(scope="module")
+def small_table():
+    return synthetic_features(SLICES, n_per_slice=300, seed=6, slice_by="benchmark")
+
+
+@pytest.fixture(scope="module")
+def small(small_table):
+    return sw.SweepData.from_frame(small_table, "benchmark")
+
+
+def test_composition_count_matches_the_paper():
+    names = [f"s{i}" for i in range(10)]
+    assert sw.n_compositions(10, 4) == 385 == len(sw.compositions(names, 4))
+    configs = sw.sweep_configs("m", names, {})
+    assert len(configs) == 385 * 48
+    assert len({c.hash for c in configs}) == len(configs)
+    assert sw.n_compositions(3, 4) == 7  # k is capped by the number of slices
+
+
+@pytest.mark.parametrize("n_chunks", [1, 3, 8, 50])
+def test_chunks_cover_every_config_exactly_once(n_chunks):
+    configs = sw.sweep_configs("m", [f"s{i}" for i in range(6)], {"max_train_slices": 2})
+    chunks = [sw.chunk_configs(configs, i, n_chunks) for i in range(n_chunks)]
+    assert [c for ch in chunks for c in ch] == configs
+    # a fit group (calibrated + uncalibrated) never straddles two chunks
+    for ch in chunks:
+        if ch:
+            assert sum(len(g) for g in sw.fit_groups(ch)) == len(ch)
+            assert all(len(g) == 2 for g in sw.fit_groups(ch))
+    assert chunks == [sw.chunk_configs(configs, i, n_chunks) for i in range(n_chunks)]
+
+
+def test_resume_skips_done_configs(small, tmp_path):
+    data = small
+    configs = sw.sweep_configs("m", data.slices, {**FAST, "max_train_slices": 1})
+    parts = tmp_path / "chunk_0.parts"
+    assert sw.run_chunk(data, configs, parts, batch_groups=2) == len(configs)
+    assert sw.run_chunk(data, configs, parts) == 0  # everything done
+    first = sorted(parts.glob("part-*.parquet"))[0]
+    n_first = len(pd.read_parquet(first))
+    first.unlink()  # as if interrupted before this batch was flushed
+    assert sw.run_chunk(data, configs, parts) == n_first
+    out = sw.collect_parts(parts, tmp_path / "chunk_0.parquet")
+    assert sorted(out["hash"]) == sorted(c.hash for c in configs)
+
+
+def test_well_specified_estimator_has_near_zero_mae(data, table):
+    group = [
+        sw.SweepConfig("m", ("b0", "b3"), "logistic_regression", cal, False, "3D")
+        for cal in (False, True)
+    ]
+    rows = sw.run_group(data, group)
+    assert all(r["status"] == "ok" for r in rows)
+    assert rows[0]["mae"] < 0.03 and rows[0]["spearman_rho"] == pytest.approx(1.0)
+    assert rows[0]["atc_max_mae"] < 0.05 and rows[0]["trivial_mae"] > 0.15
+    # per-slice AEE columns agree with the MAE
+    aee = [rows[0][f"aee:{s}"] for s in data.slices]
+    assert np.mean(aee) == pytest.approx(rows[0]["mae"])
+
+    shuffled = table.copy()
+    shuffled["correct"] = np.random.default_rng(0).permutation(shuffled["correct"].to_numpy())
+    noisy = sw.SweepData.from_frame(shuffled, "benchmark")
+    # train on shuffled labels, score against the true ones
+    noisy.y = noisy.y.copy()
+    noisy.y[~noisy.is_train] = data.y[~data.is_train]
+    bad = sw.run_group(noisy, group)
+    assert bad[0]["mae"] > 0.15
+
+
+def test_merge_tables(small):
+    data = small
+    configs = sw.sweep_configs("m", data.slices, FAST)
+    rows = [r for g in sw.fit_groups(configs) for r in sw.run_group(data, g)]
+    tables = sw.merge_tables(pd.DataFrame(rows))
+    assert list(tables["results"].columns) == sw.RESULT_COLUMNS
+    assert len(tables["results"]) == len(configs) == sw.n_compositions(4, 2) * 2
+    assert set(tables["mae_vs_k"]["k"]) == {1, 2}
+    assert len(tables["aee_per_slice"]) == len(configs) * 4
+    assert len(tables["atc_mae"]) == sw.n_compositions(4, 2)
+    assert set(tables["rq4_ablation"]["factor"]) >= {"classifier", "features"}
+    assert len(tables["best_worst"]) == 2
+    best = sw.best_config(pd.DataFrame(rows), "m")
+    assert best["sweep_mae"] == pytest.approx(tables["results"]["mae"].min())
+
+
+def test_too_few_minority_rows_are_skipped(table):
+    t = table.copy()
+    t.loc[t["benchmark"] == "b0", "correct"] = True
+    data = sw.SweepData.from_frame(t, "benchmark")
+    group = [sw.SweepConfig("m", ("b0",), "logistic_regression", True, False, "1D")]
+    assert sw.run_group(data, group)[0]["status"] == "skipped_minority_lt_2"
+
+
+def test_deployments_skip_missing_slices_and_save_loadable_estimators(small_table, tmp_path):
+    table = small_table
+    manifest = sw.train_deployments(
+        table,
+        "m",
+        {"extremes": ["b0", "b3"], "intermediate": ["gsm8k", "b1"]},
+        "benchmark",
+        tmp_path,
+        estimator={"classifier": "logistic_regression"},
+    )
+    assert "gsm8k" in manifest["skipped"]["intermediate"]
+    entry = manifest["estimators"]["extremes"]
+    est = load_estimator(entry["path"])
+    assert est.provenance_["train_slices"] == ["b0", "b3"]
+    assert est.feature_names_ == tuple(sw.FEATURE_SETS["10D"])
+    p = est.predict_proba(table.head(5))
+    assert p.shape == (5,) and entry["mae"] < 0.15
