@@ -1,22 +1,27 @@
 """The generation stage: one shard of one (model, benchmark) pair, safe to kill at any moment.
 
-Finished items are committed in chunks, each chunk an atomically written Parquet file in a
-``.parts`` folder beside the shard. A rerun reads the parts, skips the items already done and
-generates only the rest, so a killed job loses at most the chunk in flight. When every item is
-done the parts are merged into the shard file (also written atomically) and removed.
+Finished items are committed in chunks, each chunk an atomically written Parquet file (temp
+file + rename) in a ``.parts`` folder beside the shard. A rerun reads the parts, skips the items
+already done and generates only the rest, so a killed job loses at most the chunk in flight and
+never leaves a torn or duplicated row. When every item is done the parts are merged into the
+shard file (also written atomically) and removed.
+
+Truncated items (``finish_reason == "length"``) are kept and flagged; ``run_retry`` regenerates
+just those with a larger budget into a separate file keyed by ``item_id``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from .backends import GENERATION_COLUMNS, GenerationSettings
+from .backends import GENERATION_COLUMNS, GenerationSettings, error_row
 from .benchmarks.prompts import build_messages
 from .provenance import frame_fingerprint, library_versions, now, write_parquet
 
@@ -45,12 +50,19 @@ def parts_dir(shard_path: str | Path) -> Path:
     return shard_path.with_name(f".{shard_path.stem}.parts")
 
 
+def _part_files(parts: Path) -> list[Path]:
+    return sorted(p for p in parts.glob("chunk-*.parquet") if re.fullmatch(r"chunk-\d+", p.stem))
+
+
 def completed_parts(parts: Path) -> pd.DataFrame:
-    """Rows committed by earlier, possibly interrupted, runs of this shard."""
-    files = sorted(parts.glob("chunk-*.parquet"))
+    """Rows committed by earlier, possibly interrupted, runs (first commit of an item wins)."""
+    files = _part_files(parts)
     if not files:
         return pd.DataFrame(columns=list(GENERATION_COLUMNS))
-    done = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    frames = [pd.read_parquet(f) for f in files]
+    done = pd.concat(
+        [f.reindex(columns=list(GENERATION_COLUMNS)) for f in frames], ignore_index=True
+    )
     return done.drop_duplicates("item_id", keep="first")
 
 
@@ -67,37 +79,98 @@ def run_shard(
     provenance: dict,
 ) -> pd.DataFrame:
     """Generate every item of the shard not yet done, then write the shard file."""
+    items = shard_items(benchmark, shard, n_shards, shard_size)
+    metadata = {
+        **provenance,
+        "shard": shard,
+        "n_shards": n_shards,
+        "dataset_fingerprint": frame_fingerprint(benchmark),
+    }
+    return run_items(
+        backend=backend,
+        items=items,
+        chunk_size=chunk_size,
+        prompt_style=prompt_style,
+        output=output,
+        metadata=metadata,
+    )
+
+
+def truncated_ids(shard_files: list[str | Path]) -> list[str]:
+    """Items that hit the token budget (``finish_reason == "length"``)."""
+    frames = [pd.read_parquet(f, columns=["item_id", "finish_reason"]) for f in shard_files]
+    rows = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if rows.empty:
+        return []
+    return sorted(rows.loc[rows["finish_reason"] == "length", "item_id"])
+
+
+def run_retry(
+    *,
+    backend,
+    benchmark: pd.DataFrame,
+    shard_file: str | Path,
+    chunk_size: int,
+    prompt_style: str,
+    output: str | Path,
+    provenance: dict,
+) -> pd.DataFrame:
+    """Regenerate a shard's truncated items (the backend carries the larger budget)."""
+    retry = set(truncated_ids([shard_file]))
+    items = benchmark[benchmark["item_id"].isin(retry)].sort_values("item_id", kind="stable")
+    metadata = {
+        **provenance,
+        "retry_of": str(shard_file),
+        "dataset_fingerprint": frame_fingerprint(benchmark),
+    }
+    return run_items(
+        backend=backend,
+        items=items,
+        chunk_size=chunk_size,
+        prompt_style=prompt_style,
+        output=output,
+        metadata=metadata,
+    )
+
+
+def run_items(
+    *,
+    backend,
+    items: pd.DataFrame,
+    chunk_size: int,
+    prompt_style: str,
+    output: str | Path,
+    metadata: dict,
+) -> pd.DataFrame:
+    """Generate ``items`` not yet committed in ``output``'s parts, then write ``output``."""
     output = Path(output)
     parts = parts_dir(output)
     parts.mkdir(parents=True, exist_ok=True)
-    items = shard_items(benchmark, shard, n_shards, shard_size)
+    files = _part_files(parts)
     done = completed_parts(parts)
     todo = items[~items["item_id"].isin(set(done["item_id"]))]
     log.info(
-        "shard %d/%d: %d items, %d already done, %d to generate",
-        shard + 1,
-        n_shards,
-        len(items),
-        len(done),
-        len(todo),
+        "%s: %d items, %d already done, %d to generate", output, len(items), len(done), len(todo)
     )
     prompts = {
         row.item_id: backend.render_prompt(build_messages(row.question, prompt_style))
         for row in todo.itertuples()
     }
-    next_part = len(list(parts.glob("chunk-*.parquet")))
+    next_part = int(files[-1].stem.split("-")[1]) + 1 if files else 0
     pending: list[dict] = []
     generated, started = 0, time.perf_counter()
-    for batch in backend.batches(prompts):
-        try:
-            pending.extend(backend.generate(batch, [prompts[i] for i in batch]))
-        except Exception as error:  # one bad batch must not lose the shard's other items
-            log.exception("batch of %d items failed; recording them as errors", len(batch))
-            pending.extend(_error_row(item_id, error) for item_id in batch)
-        if len(pending) >= chunk_size:
-            _commit(pending, parts / f"chunk-{next_part:05d}.parquet")
-            generated, next_part, pending = generated + len(pending), next_part + 1, []
-            _progress(generated, len(todo), started)
+    try:
+        for row in backend.stream(prompts):
+            pending.append(row)
+            if len(pending) >= chunk_size:
+                _commit(pending, parts / f"chunk-{next_part:05d}.parquet")
+                generated, next_part, pending = generated + len(pending), next_part + 1, []
+                _progress(generated, len(todo), started)
+    except Exception as error:  # a backend crash must not lose the items it never reached
+        log.exception("backend failed; recording the unfinished items as errors")
+        finished = {r["item_id"] for r in pending}
+        pending.extend(error_row(i, error) for i in prompts if i not in finished)
+        pending = [r for r in pending if r["item_id"] not in set(completed_parts(parts)["item_id"])]
     if pending:
         _commit(pending, parts / f"chunk-{next_part:05d}.parquet")
         generated += len(pending)
@@ -105,28 +178,18 @@ def run_shard(
 
     rows = completed_parts(parts)
     rows = rows[rows["item_id"].isin(set(items["item_id"]))]
+    missing = set(items["item_id"]) - set(rows["item_id"])
+    if missing:
+        raise RuntimeError(f"{len(missing)} items produced no row, e.g. {sorted(missing)[:3]}")
     rows = rows.set_index("item_id").loc[items["item_id"]].reset_index()
-    metadata = {
-        **provenance,
-        "shard": shard,
-        "n_shards": n_shards,
-        "dataset_fingerprint": frame_fingerprint(benchmark),
-        "versions": library_versions(),
-        "written_at": now(),
-    }
-    write_parquet(rows[list(GENERATION_COLUMNS)], output, metadata)
+    full = {**metadata, "versions": library_versions(), "written_at": now()}
+    write_parquet(rows[list(GENERATION_COLUMNS)], output, full)
     shutil.rmtree(parts)
     return rows
 
 
 def _commit(rows: list[dict], path: Path) -> None:
     write_parquet(pd.DataFrame(rows, columns=list(GENERATION_COLUMNS)), path)
-
-
-def _error_row(item_id: str, error: Exception) -> dict:
-    row = dict.fromkeys(GENERATION_COLUMNS)
-    row.update(item_id=item_id, n_tokens=0, finish_reason="error", error=repr(error)[:500])
-    return row
 
 
 def _progress(done: int, total: int, started: float) -> None:
@@ -144,3 +207,46 @@ def settings_provenance(model_manifest: dict, settings: GenerationSettings, back
         "generation_settings": settings.to_dict(),
         **backend.provenance(),
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m entropy_sentinel.generation``: one shard (or retry) outside Snakemake."""
+    import argparse
+    import json
+
+    from .backends import load_backend
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--weights", required=True)
+    parser.add_argument("--benchmark", required=True, help="benchmark parquet")
+    parser.add_argument("--output", required=True)
+    parser.add_argument("--backend", default="transformers")
+    parser.add_argument("--settings", default="{}", help="GenerationSettings as JSON")
+    parser.add_argument("--shard", type=int, default=0)
+    parser.add_argument("--n-shards", type=int, default=1)
+    parser.add_argument("--shard-size", type=int, default=500)
+    parser.add_argument("--chunk-size", type=int, default=32)
+    parser.add_argument("--prompt", default="raw")
+    parser.add_argument("--retry-of", help="a shard file: regenerate its truncated items")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = GenerationSettings.from_config(json.loads(args.settings))
+    backend = load_backend(args.backend, args.weights, settings, args.threads)
+    manifest = {"name": Path(args.weights).name}
+    common = dict(
+        backend=backend,
+        benchmark=pd.read_parquet(args.benchmark),
+        chunk_size=args.chunk_size,
+        prompt_style=args.prompt,
+        output=args.output,
+        provenance=settings_provenance(manifest, settings, backend),
+    )
+    if args.retry_of:
+        run_retry(shard_file=args.retry_of, **common)
+    else:
+        run_shard(shard=args.shard, n_shards=args.n_shards, shard_size=args.shard_size, **common)
+
+
+if __name__ == "__main__":
+    main()

@@ -20,3 +20,27 @@ rule generate:
         prompt=lambda wc: config["benchmarks"][wc.benchmark].get("prompt", "raw"),
     script:
         "../scripts/generate.py"
+
+
+rule regenerate_truncated:
+    """Regenerate a shard's truncated items with generation.retry_truncated.max_new_tokens."""
+    input:
+        manifest="resources/models/{model}/manifest.json",
+        benchmark="resources/benchmarks/{benchmark}.parquet",
+        shard="results/generations/{model}/{benchmark}/shard-{shard}.parquet",
+    output:
+        "results/generations/{model}/{benchmark}/retry-{shard}.parquet",
+    log:
+        "logs/generate/{model}/{benchmark}/retry-{shard}.log",
+    conda:
+        "../../envs/generate.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gpu=1,
+    params:
+        generation=config["generation"],
+        prompt=lambda wc: config["benchmarks"][wc.benchmark].get("prompt", "raw"),
+    script:
+        "../scripts/generate.py"

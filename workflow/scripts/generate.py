@@ -1,11 +1,11 @@
-"""Rule generate: one shard of responses with per-token top-k log-probabilities."""
+"""Rules generate and regenerate_truncated: responses with per-token top-k log-probabilities."""
 
 import json
 from pathlib import Path
 
 import pandas as pd
 from entropy_sentinel.backends import GenerationSettings, load_backend
-from entropy_sentinel.generation import run_shard, settings_provenance
+from entropy_sentinel.generation import run_retry, run_shard, settings_provenance
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]
@@ -13,21 +13,32 @@ log = log_to(snakemake.log[0], "generate")
 
 generation = snakemake.params.generation
 manifest = json.loads(Path(snakemake.input.manifest).read_text())
+overrides = {}
+retry = snakemake.rule == "regenerate_truncated"
+if retry:
+    overrides["max_new_tokens"] = generation.get("retry_truncated", {}).get("max_new_tokens", 4096)
 settings = GenerationSettings.from_config(
     {
         "trust_remote_code": manifest["spec"].get("trust_remote_code", False),
         **generation["settings"],
+        **overrides,
     }
 )
 backend = load_backend(generation["backend"], manifest["weights_dir"], settings, snakemake.threads)
-run_shard(
+common = dict(
     backend=backend,
     benchmark=pd.read_parquet(snakemake.input.benchmark),
-    shard=int(snakemake.wildcards.shard),
-    n_shards=snakemake.params.n_shards,
-    shard_size=generation.get("shard_size", 500),
     chunk_size=generation.get("chunk_size", 32),
     prompt_style=snakemake.params.prompt,
     output=snakemake.output[0],
     provenance=settings_provenance(manifest, settings, backend),
 )
+if retry:
+    run_retry(shard_file=snakemake.input.shard, **common)
+else:
+    run_shard(
+        shard=int(snakemake.wildcards.shard),
+        n_shards=snakemake.params.n_shards,
+        shard_size=generation.get("shard_size", 500),
+        **common,
+    )

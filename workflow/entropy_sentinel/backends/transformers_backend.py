@@ -1,12 +1,19 @@
 """The transformers backend: a batched decoding loop that captures top-k log-probabilities.
 
 The loop is written out (rather than calling ``generate`` with ``output_scores``) so that
-capture happens on the device as each step is decoded, from the raw logits, into buffers of
-size ``batch × max_new_tokens × k``: memory is O(steps × k), never O(steps × vocabulary).
+capture happens on the device as each step is decoded, from the raw logits (or the processed
+ones, ``logprobs_mode: processed``), into per-row buffers of ``steps × k``: memory is
+O(steps × k), never O(steps × vocabulary).
+
+Throughput: prompts are sorted by length and admitted within a row and token budget. Rows
+that finish stop costing compute: ``batching: compact`` drops them from the batch and the KV
+cache (``index_select`` on the cache layers); ``refill`` (the default) also admits waiting
+prompts into the freed rows, prefilling them separately and left-padding the caches to a
+common length. ``static`` keeps every row until the whole batch is done.
 
 Sampling uses the Gumbel-max trick with one random stream per item, seeded from
-``(seed, item_id)``, so an item's sampled tokens do not depend on which batch it landed in:
-a resumed or re-sharded run reproduces an uninterrupted one.
+``(seed, item_id)`` and advanced once per step, so an item's tokens do not depend on which
+batch or row it landed in: a resumed or re-sharded run reproduces an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -14,12 +21,12 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
-import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 
-from . import GenerationSettings
+from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +47,23 @@ def item_seed(seed: int, item_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:8], "little") >> 1
 
 
+def is_oom(error: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", ())
+    return isinstance(error, oom) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error).lower()
+    )
+
+
+@dataclass
+class Request:
+    item_id: str
+    ids: list[int]
+    seed: int
+    limit: int  # new tokens allowed: max_new_tokens, less where the context is shorter
+
+
 class TransformersBackend:
-    """Load a Hugging Face causal LM once and generate batches with entropy capture."""
+    """Load a Hugging Face causal LM once and generate with entropy capture."""
 
     name = "transformers"
 
@@ -61,6 +83,8 @@ class TransformersBackend:
         ).to(self.device)
         self.model.eval()
         self.eos_ids = self._eos_ids()
+        self.context = settings.max_model_len or _model_context(self.model.config)
+        self.markers = marker_token_ids(self.tokenizer, settings.reasoning_markers)
 
     def _eos_ids(self) -> list[int]:
         ids = self.model.generation_config.eos_token_id
@@ -86,154 +110,370 @@ class TransformersBackend:
     def provenance(self) -> dict:
         return {
             "backend": self.name,
+            "engine_version": _version("transformers"),
+            "torch_version": torch.__version__,
             "device": str(self.device),
             "dtype": str(self.model.dtype),
+            "attn_implementation": getattr(self.model.config, "_attn_implementation", None),
             "eos_token_ids": self.eos_ids,
             "chat_template": bool(self.tokenizer.chat_template),
             "vocab_size": int(self.model.config.vocab_size),
+            "max_model_len": self.context,
+            "logprobs_mode": self.settings.logprobs_mode,
+            "topk_includes_sampled": False,  # sampled token's log-prob is in sampled_logprobs
+            "reasoning_markers": self.markers,
         }
 
     def token_count(self, prompt: str) -> int:
         return len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
-    def batches(self, prompts: dict[str, str]) -> Iterator[list[str]]:
-        """Item ids grouped into batches, sorted by prompt length, within a token budget."""
-        lengths = {item_id: self.token_count(text) for item_id, text in prompts.items()}
-        order = sorted(prompts, key=lambda item_id: (lengths[item_id], item_id))
+    def stream(self, prompts: dict[str, str]) -> Iterator[dict]:
+        """Rows (see ``GENERATION_COLUMNS``) in the order items finish.
+
+        Prompts that do not fit the context become error rows. On out-of-memory the row and
+        token budgets are halved and the unfinished items retried; other failures turn the
+        items in flight into error rows and decoding goes on with the rest.
+        """
         s = self.settings
-        batch: list[str] = []
-        for item_id in order:
-            longest = max([lengths[i] for i in batch] + [lengths[item_id]])
-            cost = (len(batch) + 1) * (longest + s.max_new_tokens)
-            if batch and (len(batch) >= s.batch_size or cost > s.max_batch_tokens):
-                yield batch
-                batch = []
-            batch.append(item_id)
-        if batch:
-            yield batch
+        requests = []
+        for item_id, text in prompts.items():
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(ids) >= self.context:
+                yield error_row(
+                    item_id, f"prompt of {len(ids)} tokens exceeds context {self.context}", len(ids)
+                )
+                continue
+            limit = min(s.max_new_tokens, self.context - len(ids))
+            requests.append(Request(item_id, ids, item_seed(s.seed, item_id), limit))
+        requests.sort(key=lambda r: (len(r.ids), r.item_id))
+        rows, budget = s.batch_size, s.max_batch_tokens
+        while requests:
+            decoder = Decoder(self.model, self.eos_ids, s, rows, budget)
+            finished: set[str] = set()
+            try:
+                for result in decoder.run(requests):
+                    finished.add(result["item_id"])
+                    yield self._row(result)
+                requests = []
+            except Exception as error:  # noqa: BLE001 - any failure must not lose the others
+                in_flight = set(decoder.active_items)
+                remaining = [r for r in requests if r.item_id not in finished]
+                del decoder
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                if is_oom(error) and (rows > 1 or budget > s.max_new_tokens):
+                    rows, budget = max(1, rows // 2), max(s.max_new_tokens, budget // 2)
+                    log.warning("out of memory; retrying with %d rows, %d tokens", rows, budget)
+                    requests = remaining
+                    continue
+                log.exception("decoding failed; recording %d items as errors", len(in_flight))
+                for r in remaining:
+                    if r.item_id in in_flight:
+                        yield error_row(r.item_id, error, len(r.ids))
+                requests = [r for r in remaining if r.item_id not in in_flight]
+
+    def generate(self, item_ids: Sequence[str], prompts: Sequence[str]) -> list[dict]:
+        """Rows for the given items, in the given order."""
+        rows = self.stream(dict(zip(item_ids, prompts, strict=True)))
+        by_id = {row["item_id"]: row for row in rows}
+        return [by_id[i] for i in item_ids]
+
+    def _row(self, result: dict) -> dict:
+        ids = result["tokens"].tolist()
+        topk_ids = result["topk_ids"]
+        stopped = bool(ids) and ids[-1] in self.eos_ids
+        in_topk = (topk_ids == result["tokens"][:, None].to(topk_ids.dtype)).any(dim=1)
+        return {
+            "item_id": result["item_id"],
+            "prompt_tokens": result["prompt_tokens"],
+            "response": self.tokenizer.decode(ids, skip_special_tokens=True),
+            "token_ids": ids,
+            "sampled_logprobs": result["sampled_logprobs"].tolist(),
+            "topk_token_ids": topk_ids.tolist(),
+            "topk_logprobs": result["topk_logprobs"].tolist(),
+            "full_entropy": result["full_entropy"].tolist(),
+            "n_tokens": len(ids),
+            "finish_reason": "stop" if stopped else "length",
+            "error": None,
+            "sampled_in_topk": in_topk.tolist(),
+            "is_reasoning": reasoning_mask(ids, self.markers, result["prompt_ids"]),
+            "logprobs_mode": self.settings.logprobs_mode,
+        }
+
+
+class Decoder:
+    """Row scheduler and decoding loop over a left-padded, growable batch."""
+
+    def __init__(self, model, eos_ids, settings: GenerationSettings, max_rows: int, budget: int):
+        self.model, self.s = model, settings
+        self.max_rows, self.budget = max_rows, budget
+        self.device = model.device
+        self.eos = torch.tensor(list(eos_ids), device=self.device)
+        self.cache_kwarg = _cache_kwarg(model)
+        self.active_items: list[str] = []
+        self.computed_tokens = 0  # row-steps decoded, finished rows included (for benches)
 
     @torch.inference_mode()
-    def generate(self, item_ids: Sequence[str], prompts: Sequence[str]) -> list[dict]:
-        """Generate one batch; returns one row per item (see ``GENERATION_COLUMNS``)."""
-        s = self.settings
-        enc = self.tokenizer(
-            list(prompts), return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(self.device)
-        captured = decode(
-            self.model,
-            enc["input_ids"],
-            enc["attention_mask"],
-            eos_ids=self.eos_ids,
-            settings=s,
-            seeds=[item_seed(s.seed, i) for i in item_ids],
+    def run(self, requests: Sequence[Request]) -> Iterator[dict]:
+        """Decode every request; yields one result per request as it finishes."""
+        s, k = self.s, self.s.top_k_logprobs
+        waiting = list(requests)
+        policy = s.batching
+        self.rows: list[Request] = []
+        self.gens: list[torch.Generator | None] = []
+        self.start: list[int] = []  # global step at which each row joined
+        self.done: list[bool] = []
+        self.cache = None
+        step = 0
+        while waiting or self.rows:
+            if not self.rows or (policy == "refill" and waiting and self._want_refill(waiting)):
+                self._refill(waiting, step)
+                if not self.rows:
+                    raise RuntimeError("no request fits the token budget")
+            self._grow(step)
+            idx = torch.tensor([step - st for st in self.start], device=self.device)
+            n = len(self.rows)
+            logits = self.logits.float()
+            processed = _processed_logits(logits, s)
+            if s.logprobs_mode == "raw":
+                captured = logits - logits.logsumexp(dim=-1, keepdim=True)
+            else:
+                captured = torch.log_softmax(processed, dim=-1)
+            top_values, top_indices = captured.topk(k, dim=-1)
+            token = _choose(processed, s.temperature, self.gens)
+            token = torch.where(self.finished, self.eos[0], token)
+            at = (torch.arange(n, device=self.device), idx.clamp(max=self.tokens.shape[1] - 1))
+            self.tokens[at] = token
+            self.sampled[at] = captured.gather(1, token[:, None]).squeeze(1)
+            self.topk_lp[at] = top_values
+            self.topk_ids[at] = top_indices.to(torch.int32)
+            self.entropy[at] = -(captured.exp() * captured).nan_to_num().sum(dim=-1)
+            self.computed_tokens += n
+            stop = torch.isin(token, self.eos) | (idx + 1 >= self.limit)
+            newly = (stop & ~self.finished).nonzero().flatten().tolist()
+            self.finished |= stop
+            if newly:
+                yield from self._emit(newly, step)
+            step += 1
+            live = [i for i, d in enumerate(self.done) if not d]
+            n_done = n - len(live)
+            if (
+                policy != "static"
+                and n_done
+                and (not live or n_done * 4 >= n or (policy == "refill" and waiting))
+            ):
+                self._select(live)
+                token = token[live] if live else token[:0]
+            if self.rows and not all(self.done):
+                self._forward(token)
+            elif all(self.done):
+                self.rows = []
+        self.active_items = []
+
+    def _want_refill(self, waiting: list[Request]) -> bool:
+        free = self.max_rows - len(self.rows)
+        return free >= max(1, min(len(waiting), self.max_rows // 4))
+
+    def _admit(self, waiting: list[Request]) -> list[Request]:
+        """Take waiting requests (shortest first) within the row and token budgets."""
+        length = self.mask.shape[1] if self.rows else 0
+        taken: list[Request] = []
+        while waiting and len(self.rows) + len(taken) < self.max_rows:
+            longest = max(length, len(waiting[0].ids))
+            cost = (len(self.rows) + len(taken) + 1) * (longest + self.s.max_new_tokens)
+            if (self.rows or taken) and cost > self.budget:
+                break
+            taken.append(waiting.pop(0))
+        return taken
+
+    def _refill(self, waiting: list[Request], step: int) -> None:
+        from transformers import DynamicCache
+
+        new = self._admit(waiting)
+        if not new:
+            return
+        self.active_items = [r.item_id for r in self.rows] + [r.item_id for r in new]
+        width = max(len(r.ids) for r in new)
+        pad = self.model.config.pad_token_id or 0
+        ids = torch.tensor([[pad] * (width - len(r.ids)) + r.ids for r in new], device=self.device)
+        mask = torch.tensor(
+            [[0] * (width - len(r.ids)) + [1] * len(r.ids) for r in new], device=self.device
         )
-        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
-        rows = []
-        for row, item_id in enumerate(item_ids):
-            n = int(captured["lengths"][row])
-            ids = captured["tokens"][row, :n].tolist()
-            stopped = n > 0 and ids[-1] in self.eos_ids
-            rows.append(
-                {
-                    "item_id": item_id,
-                    "prompt_tokens": int(prompt_tokens[row]),
-                    "response": self.tokenizer.decode(ids, skip_special_tokens=True),
-                    "token_ids": ids,
-                    "sampled_logprobs": captured["sampled_logprobs"][row, :n].tolist(),
-                    "topk_token_ids": captured["topk_ids"][row, :n].tolist(),
-                    "topk_logprobs": captured["topk_logprobs"][row, :n].tolist(),
-                    "full_entropy": captured["full_entropy"][row, :n].tolist(),
-                    "n_tokens": n,
-                    "finish_reason": "stop" if stopped else "length",
-                    "error": None,
-                }
-            )
-        return rows
-
-
-def decode(
-    model,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    *,
-    eos_ids: Sequence[int],
-    settings: GenerationSettings,
-    seeds: Sequence[int],
-) -> dict[str, torch.Tensor]:
-    """Batched incremental decoding with top-k capture; returns CPU tensors.
-
-    Rows are left-padded. A row stops at its first EOS; finished rows keep being fed EOS
-    (their outputs are masked) until every row is done or ``max_new_tokens`` is reached.
-    """
-    from transformers import DynamicCache
-
-    s = settings
-    device = input_ids.device
-    batch, k, steps = input_ids.shape[0], s.top_k_logprobs, s.max_new_tokens
-    eos = torch.tensor(list(eos_ids), device=device)
-    generators = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
-
-    tokens = torch.zeros(batch, steps, dtype=torch.long, device=device)
-    sampled = torch.zeros(batch, steps, dtype=torch.float32, device=device)
-    topk_lp = torch.zeros(batch, steps, k, dtype=torch.float32, device=device)
-    topk_ids = torch.zeros(batch, steps, k, dtype=torch.int32, device=device)
-    entropy = torch.zeros(batch, steps, dtype=torch.float32, device=device)
-    lengths = torch.zeros(batch, dtype=torch.long, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
-
-    cache = {_cache_kwarg(model): DynamicCache()}
-    positions = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)
-    logits = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=positions,
-        use_cache=True,
-        logits_to_keep=1,
-        **cache,
-    ).logits[:, -1, :]
-    start = time.perf_counter()
-    for step in range(steps):
-        logits = logits.float()
-        raw = torch.log_softmax(logits, dim=-1)
-        processed = _processed_logits(logits, s)
-        captured = raw if s.logprobs_mode == "raw" else torch.log_softmax(processed, dim=-1)
-        top_values, top_indices = captured.topk(k, dim=-1)
-        next_token = _choose(processed, s.temperature, generators)
-        next_token = torch.where(finished, eos[0], next_token)
-
-        active = ~finished
-        tokens[:, step] = next_token
-        sampled[:, step] = captured.gather(1, next_token[:, None]).squeeze(1)
-        topk_lp[:, step] = top_values
-        topk_ids[:, step] = top_indices.to(torch.int32)
-        entropy[:, step] = -(captured.exp() * captured).nan_to_num().sum(dim=-1)
-        lengths += active.long()
-        finished |= torch.isin(next_token, eos)
-        if bool(finished.all()):
-            break
-        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=1)
-        positions = positions[:, -1:] + 1
-        logits = model(
-            input_ids=next_token[:, None],
-            attention_mask=attention_mask,
-            position_ids=positions,
+        cache = DynamicCache()
+        logits = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
             use_cache=True,
-            **cache,
+            logits_to_keep=1,
+            **{self.cache_kwarg: cache},
         ).logits[:, -1, :]
-    log.debug("decoded %d steps in %.2fs", step + 1, time.perf_counter() - start)
-    out = {
-        "tokens": tokens,
-        "sampled_logprobs": sampled,
-        "topk_logprobs": topk_lp,
-        "topk_ids": topk_ids,
-        "full_entropy": entropy,
-        "lengths": lengths,
-    }
-    return {name: tensor.cpu() for name, tensor in out.items()}
+        limit = torch.tensor([r.limit for r in new], device=self.device)
+        positions = torch.tensor([len(r.ids) for r in new], device=self.device)
+        gens = [
+            torch.Generator(device=self.device).manual_seed(r.seed)
+            if self.s.temperature > 0
+            else None
+            for r in new
+        ]
+        if not self.rows:
+            self.cache, self.mask, self.logits = cache, mask, logits
+            self.limit, self.positions = limit, positions
+            self.finished = torch.zeros(len(new), dtype=torch.bool, device=self.device)
+            self.rows, self.gens, self.start, self.done = list(new), gens, [step] * len(new), []
+            self.done = [False] * len(new)
+            self._new_buffers(len(new), 64)
+            return
+        old_len, new_len = self.mask.shape[1], width
+        _check_layers(self.cache)
+        _check_layers(cache)
+        for old, fresh in zip(self.cache.layers, cache.layers, strict=True):
+            old.keys = torch.cat(
+                [
+                    _left_pad(old.keys, new_len - old_len, 2),
+                    _left_pad(fresh.keys, old_len - new_len, 2),
+                ]
+            )
+            old.values = torch.cat(
+                [
+                    _left_pad(old.values, new_len - old_len, 2),
+                    _left_pad(fresh.values, old_len - new_len, 2),
+                ]
+            )
+        self.mask = torch.cat(
+            [_left_pad(self.mask, new_len - old_len, 1), _left_pad(mask, old_len - new_len, 1)]
+        )
+        self.logits = torch.cat([self.logits, logits])
+        self.limit = torch.cat([self.limit, limit])
+        self.positions = torch.cat([self.positions, positions])
+        self.finished = torch.cat([self.finished, torch.zeros_like(limit, dtype=torch.bool)])
+        self.rows += new
+        self.gens += gens
+        self.start += [step] * len(new)
+        self.done += [False] * len(new)
+        buffers = self._buffers()
+        self._new_buffers(len(new), self.tokens.shape[1])
+        fresh = self._buffers()
+        self._set_buffers([torch.cat([a, b]) for a, b in zip(buffers, fresh, strict=True)])
+
+    def _new_buffers(self, rows: int, steps: int) -> None:
+        k, dev = self.s.top_k_logprobs, self.device
+        self._set_buffers(
+            [
+                torch.zeros(rows, steps, dtype=torch.long, device=dev),
+                torch.zeros(rows, steps, dtype=torch.float32, device=dev),
+                torch.zeros(rows, steps, k, dtype=torch.float32, device=dev),
+                torch.zeros(rows, steps, k, dtype=torch.int32, device=dev),
+                torch.zeros(rows, steps, dtype=torch.float32, device=dev),
+            ]
+        )
+
+    def _buffers(self) -> list[torch.Tensor]:
+        return [self.tokens, self.sampled, self.topk_lp, self.topk_ids, self.entropy]
+
+    def _set_buffers(self, buffers: list[torch.Tensor]) -> None:
+        self.tokens, self.sampled, self.topk_lp, self.topk_ids, self.entropy = buffers
+
+    def _grow(self, step: int) -> None:
+        """Double the step capacity when a live row is about to outgrow it."""
+        live = [st for st, d in zip(self.start, self.done, strict=True) if not d]
+        need = step - min(live) + 1 if live else 0
+        have = self.tokens.shape[1]
+        if need > have:
+            extra = min(max(have, need - have), self.s.max_new_tokens)
+            self._set_buffers(
+                [
+                    torch.cat([b, b.new_zeros(b.shape[0], extra, *b.shape[2:])], dim=1)
+                    for b in self._buffers()
+                ]
+            )
+
+    def _emit(self, rows: list[int], step: int) -> Iterator[dict]:
+        picked = torch.tensor(rows, device=self.device)
+        host = [b.index_select(0, picked).cpu() for b in self._buffers()]
+        for j, row in enumerate(rows):
+            self.done[row] = True
+            request = self.rows[row]
+            n = step - self.start[row] + 1
+            yield {
+                "item_id": request.item_id,
+                "prompt_ids": request.ids,
+                "prompt_tokens": len(request.ids),
+                "tokens": host[0][j, :n],
+                "sampled_logprobs": host[1][j, :n],
+                "topk_logprobs": host[2][j, :n],
+                "topk_ids": host[3][j, :n],
+                "full_entropy": host[4][j, :n],
+            }
+
+    def _select(self, keep: list[int]) -> None:
+        """Drop finished rows from the batch and the cache, then trim shared left padding."""
+        index = torch.tensor(keep, dtype=torch.long, device=self.device)
+        _check_layers(self.cache)
+        self.mask = self.mask.index_select(0, index)
+        lead = 0
+        if keep:
+            lead = int(self.mask.any(dim=0).long().argmax())
+        self.mask = self.mask[:, lead:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, index)[:, :, lead:]
+            layer.values = layer.values.index_select(0, index)[:, :, lead:]
+        for name in ("limit", "positions", "finished"):
+            setattr(self, name, getattr(self, name).index_select(0, index))
+        self._set_buffers([b.index_select(0, index) for b in self._buffers()])
+        self.rows = [self.rows[i] for i in keep]
+        self.gens = [self.gens[i] for i in keep]
+        self.start = [self.start[i] for i in keep]
+        self.done = [self.done[i] for i in keep]
+        self.active_items = [r.item_id for r in self.rows]
+
+    def _forward(self, token: torch.Tensor) -> None:
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(self.rows), 1)], dim=1)
+        self.logits = self.model(
+            input_ids=token[:, None],
+            attention_mask=self.mask,
+            position_ids=self.positions[:, None],
+            use_cache=True,
+            **{self.cache_kwarg: self.cache},
+        ).logits[:, -1, :]
+        self.positions = self.positions + 1
+
+
+def _left_pad(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    if width <= 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = width
+    return torch.cat([tensor.new_zeros(shape), tensor], dim=dim)
+
+
+def _check_layers(cache) -> None:
+    from transformers.cache_utils import DynamicLayer
+
+    for layer in cache.layers:
+        if type(layer) is not DynamicLayer:
+            raise TypeError(f"batching needs plain DynamicLayer caches, not {type(layer).__name__}")
+
+
+def _model_context(config) -> int:
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return 1 << 20
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _cache_kwarg(model) -> str:
-    # transformers 5 renamed `past_key_values` to `cache`.
+    # transformers 5 renamed `past_key_values` to `cache` in some models.
     parameters = inspect.signature(model.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 
@@ -245,8 +485,8 @@ def _processed_logits(logits: torch.Tensor, s: GenerationSettings) -> torch.Tens
     scaled = logits / s.temperature
     if s.top_p < 1.0:
         sorted_logits, order = scaled.sort(dim=-1, descending=True)
-        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
-        drop = cumulative - sorted_logits.softmax(dim=-1) > s.top_p
+        probs = sorted_logits.softmax(dim=-1)
+        drop = probs.cumsum(dim=-1) - probs > s.top_p
         sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
         scaled = torch.full_like(scaled, float("-inf")).scatter(1, order, sorted_logits)
     return scaled

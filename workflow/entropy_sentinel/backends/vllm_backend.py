@@ -1,0 +1,132 @@
+"""The vLLM backend (optional extra): offline ``LLM`` with per-step log-probabilities.
+
+vLLM returns, per step, a dict ``token_id -> Logprob(logprob, rank, decoded_token)`` holding
+the top-k and, when the sampled token falls outside them, that token too (k or k+1 entries).
+The top-k go to ``topk_*``, the sampled token's log-prob to ``sampled_logprobs`` and whether
+it was among the top-k to ``sampled_in_topk``. vLLM reports no full-vocabulary entropy, so
+``full_entropy`` is null.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+
+from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask
+
+log = logging.getLogger(__name__)
+
+VLLM_LOGPROBS_MODE = {"raw": "raw_logprobs", "processed": "processed_logprobs"}
+
+
+class VLLMBackend:
+    """Generate with ``vllm.LLM``; rows match the transformers backend's schema."""
+
+    name = "vllm"
+
+    def __init__(self, weights_dir: str, settings: GenerationSettings, llm=None):
+        self.settings = settings
+        s = settings
+        if llm is None:
+            from vllm import LLM
+
+            llm = LLM(
+                model=weights_dir,
+                trust_remote_code=s.trust_remote_code,
+                dtype="bfloat16" if s.dtype == "auto" else s.dtype,
+                seed=s.seed,
+                max_logprobs=s.top_k_logprobs,
+                max_model_len=s.max_model_len,
+                logprobs_mode=VLLM_LOGPROBS_MODE[s.logprobs_mode],
+                **s.extra.get("vllm", {}),
+            )
+        self.llm = llm
+        self.tokenizer = llm.get_tokenizer()
+        self.eos_ids = sorted({i for i in [self.tokenizer.eos_token_id] if i is not None})
+        self.markers = marker_token_ids(self.tokenizer, s.reasoning_markers)
+
+    def sampling_params(self):
+        from vllm import SamplingParams
+
+        s = self.settings
+        return SamplingParams(
+            temperature=s.temperature,
+            top_p=s.top_p,
+            seed=s.seed,
+            max_tokens=s.max_new_tokens,
+            logprobs=s.top_k_logprobs,
+        )
+
+    def render_prompt(self, messages: list[dict]) -> str:
+        if self.settings.system_prompt:
+            messages = [{"role": "system", "content": self.settings.system_prompt}, *messages]
+        kwargs = {}
+        if self.settings.enable_thinking is not None:
+            kwargs["enable_thinking"] = self.settings.enable_thinking
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **kwargs
+        )
+
+    def provenance(self) -> dict:
+        import vllm
+
+        return {
+            "backend": self.name,
+            "engine_version": getattr(vllm, "__version__", None),
+            "engine": "V1",  # vLLM >= 0.10 has only the V1 engine
+            "logprobs_mode": self.settings.logprobs_mode,
+            "vllm_logprobs_mode": VLLM_LOGPROBS_MODE[self.settings.logprobs_mode],
+            "topk_includes_sampled": False,
+            "eos_token_ids": self.eos_ids,
+            "reasoning_markers": self.markers,
+        }
+
+    def stream(self, prompts: dict[str, str], chunk: int = 256) -> Iterator[dict]:
+        """Rows in item order, ``chunk`` prompts per ``LLM.generate`` call."""
+        ids = list(prompts)
+        params = self.sampling_params()
+        for start in range(0, len(ids), chunk):
+            batch = ids[start : start + chunk]
+            try:
+                outputs = self.llm.generate([prompts[i] for i in batch], params, use_tqdm=False)
+            except Exception as error:  # noqa: BLE001 - one bad chunk must not lose the shard
+                log.exception("vLLM failed on %d prompts", len(batch))
+                yield from (error_row(i, error) for i in batch)
+                continue
+            for item_id, output in zip(batch, outputs, strict=True):
+                yield convert_output(item_id, output, self.settings, self.eos_ids, self.markers)
+
+    def generate(self, item_ids: Sequence[str], prompts: Sequence[str]) -> list[dict]:
+        return list(self.stream(dict(zip(item_ids, prompts, strict=True))))
+
+
+def convert_output(item_id: str, output, settings: GenerationSettings, eos_ids, markers) -> dict:
+    """One ``vllm.RequestOutput`` as a row of ``GENERATION_COLUMNS``."""
+    k = settings.top_k_logprobs
+    completion = output.outputs[0]
+    token_ids = list(completion.token_ids)
+    sampled, in_topk, topk_ids, topk_lps = [], [], [], []
+    for token, step in zip(token_ids, completion.logprobs or [], strict=True):
+        ranked = sorted(step.items(), key=lambda kv: (-kv[1].logprob, kv[0]))[:k]
+        topk_ids.append([int(t) for t, _ in ranked])
+        topk_lps.append([float(lp.logprob) for _, lp in ranked])
+        sampled.append(float(step[token].logprob))
+        in_topk.append(token in topk_ids[-1])
+    finish = completion.finish_reason  # "stop" (EOS or stop string) or "length"
+    prompt_ids = list(output.prompt_token_ids or [])
+    return {
+        "item_id": item_id,
+        "prompt_tokens": len(prompt_ids),
+        "response": completion.text,
+        "token_ids": token_ids,
+        "sampled_logprobs": sampled,
+        "topk_token_ids": topk_ids,
+        "topk_logprobs": topk_lps,
+        "full_entropy": None,
+        "n_tokens": len(token_ids),
+        "finish_reason": "length" if finish == "length" else "stop",
+        "error": None,
+        "sampled_in_topk": in_topk,
+        "is_reasoning": reasoning_mask(token_ids, markers, prompt_ids),
+        "logprobs_mode": settings.logprobs_mode,
+    }
