@@ -180,9 +180,8 @@ def plot_es_vs_atc(metrics: dict[str, dict[str, Any]], path: str | Path) -> None
         ax.bar(x + j * width, values[:, j], width, label=name)
     ax.set_xticks(x + 0.4 - width / 2, list(metrics))
     ax.set_ylabel("MAE over slices")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -48,6 +48,8 @@ rule report_figures:
         ),
     log:
         "logs/report/figures.log",
+    conda:
+        "../../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -70,6 +72,8 @@ rule report_sweep_figures:
         ),
     log:
         "logs/report/sweep_figures.log",
+    conda:
+        "../../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=2000,

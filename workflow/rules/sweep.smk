@@ -39,6 +39,8 @@ rule sweep_chunk:
         "logs/sweep/{model}/chunk_{chunk}.log",
     wildcard_constraints:
         chunk=r"\d+",
+    conda:
+        "../../envs/core.yaml"
     threads: int(SWEEP.get("threads", 2))
     resources:
         mem_mb=lambda wc, threads: 2000 + 1500 * threads,
@@ -64,6 +66,8 @@ rule sweep_merge:
         full="results/sweep/sweep_results.parquet",
     log:
         "logs/sweep/merge.log",
+    conda:
+        "../../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=8000,
@@ -80,6 +84,8 @@ rule deployments:
         manifest="results/deployments/{model}/manifest.json",
     log:
         "logs/deployments/{model}.log",
+    conda:
+        "../../envs/core.yaml"
     threads: 1
     resources:
         mem_mb=4000,
