@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from entropy_sentinel.backends import GenerationSettings, marker_token_ids, reasoning_mask
 from entropy_sentinel.backends.transformers_backend import TransformersBackend
 

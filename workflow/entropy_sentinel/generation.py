@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .backends import GENERATION_COLUMNS, GenerationSettings, error_row
+from .backends import GENERATION_COLUMNS, GenerationSettings
 from .benchmarks.prompts import build_messages
 from .provenance import frame_fingerprint, library_versions, now, write_parquet
 
@@ -55,7 +55,10 @@ def _part_files(parts: Path) -> list[Path]:
 
 
 def completed_parts(parts: Path) -> pd.DataFrame:
-    """Rows committed by earlier, possibly interrupted, runs (first commit of an item wins)."""
+    """Rows committed by earlier, possibly interrupted, runs.
+
+    One row per item: the first committed success, else the last committed error.
+    """
     files = _part_files(parts)
     if not files:
         return pd.DataFrame(columns=list(GENERATION_COLUMNS))
@@ -63,6 +66,8 @@ def completed_parts(parts: Path) -> pd.DataFrame:
     done = pd.concat(
         [f.reindex(columns=list(GENERATION_COLUMNS)) for f in frames], ignore_index=True
     )
+    failed = done["error"].notna()
+    done = pd.concat([done[~failed], done[failed].iloc[::-1]], ignore_index=True)
     return done.drop_duplicates("item_id", keep="first")
 
 
@@ -148,6 +153,7 @@ def run_items(
     parts.mkdir(parents=True, exist_ok=True)
     files = _part_files(parts)
     done = completed_parts(parts)
+    done = done[done["error"].isna()]  # error rows are retried: the cause may be transient
     todo = items[~items["item_id"].isin(set(done["item_id"]))]
     log.info(
         "%s: %d items, %d already done, %d to generate", output, len(items), len(done), len(todo)
@@ -166,15 +172,11 @@ def run_items(
                 _commit(pending, parts / f"chunk-{next_part:05d}.parquet")
                 generated, next_part, pending = generated + len(pending), next_part + 1, []
                 _progress(generated, len(todo), started)
-    except Exception as error:  # a backend crash must not lose the items it never reached
-        log.exception("backend failed; recording the unfinished items as errors")
-        finished = {r["item_id"] for r in pending}
-        pending.extend(error_row(i, error) for i in prompts if i not in finished)
-        pending = [r for r in pending if r["item_id"] not in set(completed_parts(parts)["item_id"])]
-    if pending:
-        _commit(pending, parts / f"chunk-{next_part:05d}.parquet")
-        generated += len(pending)
-        _progress(generated, len(todo), started)
+    finally:  # keep what finished even when the backend dies; a rerun does the rest
+        if pending:
+            _commit(pending, parts / f"chunk-{next_part:05d}.parquet")
+            generated += len(pending)
+            _progress(generated, len(todo), started)
 
     rows = completed_parts(parts)
     rows = rows[rows["item_id"].isin(set(items["item_id"]))]

@@ -1,0 +1,86 @@
+"""Conversion of vLLM outputs into generation rows.
+
+vLLM cannot run here (no GPU), so these tests fake the engine's output objects
+(``RequestOutput``/``CompletionOutput``/``Logprob``) with the same attributes and check the
+conversion: top-k vs the extra sampled entry, ``sampled_in_topk``, finish reasons, schema.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings
+from entropy_sentinel.backends.vllm_backend import VLLM_LOGPROBS_MODE, VLLMBackend, convert_output
+
+
+def _lp(value: float, rank: int):
+    return SimpleNamespace(logprob=value, rank=rank, decoded_token=None)
+
+
+def _output(token_ids, steps, finish="stop", prompt=(1, 2, 3)):
+    completion = SimpleNamespace(
+        token_ids=token_ids, logprobs=steps, finish_reason=finish, text="decoded"
+    )
+    return SimpleNamespace(outputs=[completion], prompt_token_ids=list(prompt))
+
+
+K2 = GenerationSettings(top_k_logprobs=2, logprobs_mode="processed")
+
+
+def test_sampled_outside_topk_is_kept_separately():
+    steps = [
+        {5: _lp(-0.1, 1), 6: _lp(-2.5, 2)},  # sampled 5, inside: k entries
+        {7: _lp(-0.3, 1), 8: _lp(-1.6, 2), 9: _lp(-4.0, 9)},  # sampled 9, outside: k+1
+    ]
+    row = convert_output("a", _output([5, 9], steps, finish="length"), K2, [0], [])
+    assert set(row) == set(GENERATION_COLUMNS)
+    assert row["topk_token_ids"] == [[5, 6], [7, 8]]
+    assert row["topk_logprobs"] == [[-0.1, -2.5], [-0.3, -1.6]]
+    assert row["sampled_logprobs"] == [-0.1, -4.0]
+    assert row["sampled_in_topk"] == [True, False]
+    assert row["finish_reason"] == "length" and row["n_tokens"] == 2
+    assert row["prompt_tokens"] == 3 and row["full_entropy"] is None
+    assert row["logprobs_mode"] == "processed" and row["is_reasoning"] == [False, False]
+
+
+def test_reasoning_tokens_are_flagged():
+    steps = [{t: _lp(-0.5, 1), 99: _lp(-1.0, 2)} for t in (40, 3, 41, 4)]
+    row = convert_output("b", _output([40, 3, 41, 4], steps), K2, [0], [([40], [41])])
+    assert row["is_reasoning"] == [True, True, True, False]
+    assert row["finish_reason"] == "stop"
+
+
+def test_logprobs_mode_mapping():
+    assert VLLM_LOGPROBS_MODE == {"raw": "raw_logprobs", "processed": "processed_logprobs"}
+
+
+class _FakeLLM:
+    def __init__(self, fail_on=None):
+        self.fail_on = fail_on
+
+    def get_tokenizer(self):
+        return SimpleNamespace(eos_token_id=0, get_vocab=dict)
+
+    def generate(self, prompts, params, use_tqdm=False):
+        if self.fail_on in prompts:
+            raise RuntimeError("engine died")
+        return [_output([1, 0], [{1: _lp(-0.2, 1)}, {0: _lp(-0.1, 1)}]) for _ in prompts]
+
+
+def test_backend_stream_with_a_fake_engine(monkeypatch):
+    backend = VLLMBackend("unused", GenerationSettings(top_k_logprobs=1), llm=_FakeLLM("p3"))
+    monkeypatch.setattr(backend, "sampling_params", lambda: None)
+    prompts = {f"i{n}": f"p{n}" for n in range(5)}
+    rows = list(backend.stream(prompts, chunk=2))
+    assert [r["item_id"] for r in rows] == list(prompts)
+    assert [r["finish_reason"] for r in rows] == ["stop", "stop", "error", "error", "stop"]
+    assert rows[0]["token_ids"] == [1, 0] and rows[0]["sampled_in_topk"] == [True, True]
+
+
+def test_vllm_is_optional():
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError):
+            VLLMBackend("unused", GenerationSettings())
