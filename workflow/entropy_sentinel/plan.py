@@ -6,7 +6,7 @@ checks what a schema cannot: names that must exist, and how many shards each ben
 
 from __future__ import annotations
 
-from .benchmarks.registry import REGISTRY
+from .benchmarks.registry import get_spec
 from .benchmarks.synthetic import DOMAINS
 from .generation import count_shards
 
@@ -28,12 +28,10 @@ class WorkflowPlan:
     def _check_benchmark(self, name: str, settings: dict) -> None:
         key = f"benchmarks.{name}"
         if settings["source"] == "registry":
-            registry_name = settings.get("name", name)
-            if registry_name not in REGISTRY:
-                raise ConfigError(
-                    f"{key}.name: unknown registry benchmark {registry_name!r}; "
-                    f"known: {sorted(REGISTRY)}"
-                )
+            try:
+                get_spec(settings.get("name", name))
+            except KeyError as error:
+                raise ConfigError(f"{key}.name: {error.args[0]}") from None
         if settings["source"] == "synthetic":
             unknown = sorted(set(settings.get("domains", [])) - set(DOMAINS))
             if unknown:
@@ -68,9 +66,7 @@ class WorkflowPlan:
         if settings["source"] == "synthetic":
             count = settings["n_per_domain"] * len(settings.get("domains") or DOMAINS)
         else:
-            count = settings.get("expected_items") or getattr(
-                REGISTRY.get(settings.get("name", benchmark)), "size", None
-            )
+            count = settings.get("expected_items")
         limit = settings.get("limit")
         if count is None:
             return limit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 
 def log_to(path: str, name: str) -> logging.Logger:
@@ -14,4 +15,10 @@ def log_to(path: str, name: str) -> logging.Logger:
         force=True,
     )
     logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught  # the traceback lands in the job's log, not only stderr
     return logging.getLogger(name)
+
+
+def _log_uncaught(kind, value, traceback) -> None:
+    logging.getLogger("uncaught").critical("job failed", exc_info=(kind, value, traceback))
+    sys.__excepthook__(kind, value, traceback)

@@ -544,7 +544,7 @@ def load_benchmark(name: str, settings: Mapping) -> pd.DataFrame:
         records = read_records(settings["path"])
         items, skipped = _build(name, records, _file_parser(name, settings))
     elif source in ("registry", "hub"):
-        spec = get_spec(settings.get("benchmark", name))
+        spec = get_spec(settings.get("name", name))
         if source == "hub":
             settings.pop("path", None)
         row_parser = ROW_PARSERS[spec.local_format]
