@@ -1,5 +1,6 @@
 # Entropy Sentinel: label-free LLM accuracy estimation from decoding-entropy traces.
-# Stages, one rule file each: benchmarks -> models -> generate -> grade -> features -> evaluate.
+# Stages, one rule file each: benchmarks -> models -> generate -> grade -> features -> evaluate
+# -> sweep (optional) -> report.
 
 
 configfile: "config/config.yaml"
@@ -12,12 +13,16 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/grade.smk"
 include: "workflow/rules/features.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/sweep.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        ALL_TARGETS,
+        "results/summary.md",
+        REPORT_TARGETS,
+        SWEEP_TARGETS,
 
 
 onsuccess:

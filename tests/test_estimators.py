@@ -85,3 +85,22 @@ def test_unknown_names_rejected():
     with pytest.raises(ValueError):
         make_estimator(features="5D")
     assert make_estimator("neural_network").classifier == "mlp"
+
+
+def test_one_class_training_falls_back_to_the_prior_only_when_allowed(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from entropy_sentinel.estimators import TooFewSamplesError, load_estimator, make_estimator
+    from entropy_sentinel.features import FEATURE_NAMES
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(20, 17)), columns=list(FEATURE_NAMES))
+    y = np.zeros(20, dtype=bool)
+    with pytest.raises(TooFewSamplesError):
+        make_estimator("random_forest", True, True, "17D").fit(X, y)
+    est = make_estimator("random_forest", True, True, "17D").fit(X, y, allow_degenerate=True)
+    assert "minority class" in est.provenance_["degenerate"]
+    assert np.all(est.predict_proba(X) == 0.0)
+    est.save(tmp_path / "e.skops")
+    assert np.all(load_estimator(tmp_path / "e.skops").predict_proba(X) == 0.0)

@@ -22,6 +22,7 @@ import pandas as pd
 import sklearn
 from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
@@ -45,6 +46,7 @@ PARAM_GRIDS: dict[str, dict[str, list[Any]]] = {
 
 # Types a saved estimator may contain beyond skops' defaults; anything else refuses to load.
 TRUSTED_TYPES = (
+    "sklearn.dummy.DummyClassifier",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
@@ -181,24 +183,40 @@ class EntropySentinel:
             raise ValueError(f"expected {len(self.feature_names_)} feature columns, got {X.shape}")
         return X
 
-    def fit(self, X: pd.DataFrame | np.ndarray, y, provenance: dict[str, Any] | None = None):
-        """Scale, (over)sample, grid-search and optionally calibrate on labelled rows."""
+    def fit(
+        self,
+        X: pd.DataFrame | np.ndarray,
+        y,
+        provenance: dict[str, Any] | None = None,
+        allow_degenerate: bool = False,
+    ):
+        """Scale, (over)sample, grid-search and optionally calibrate on labelled rows.
+
+        With fewer than 2 rows of a class there is nothing to learn: this raises
+        ``TooFewSamplesError``, or with ``allow_degenerate`` fits the class prior (every
+        slice is then estimated at the training accuracy) and records why.
+        """
         X = self._matrix(X)
         y = np.asarray(y, dtype=bool).astype(np.int64)
+        degenerate = None
         if minority_count(y) < 2:
-            raise TooFewSamplesError(
-                f"minority class has {minority_count(y)} rows; need at least 2 to fit"
-            )
+            degenerate = f"minority class has {minority_count(y)} rows; need at least 2 to fit"
+            if not allow_degenerate:
+                raise TooFewSamplesError(degenerate)
         self.scaler_ = StandardScaler().fit(X)
         Xs = self.scaler_.transform(X)
-        Xf, yf = Xs, y
-        if self.balance and self.classifier == "mlp":
-            Xf, yf = oversample(Xs, y, self.seed)
-        model, self.best_params_ = grid_search(Xf, yf, self.classifier, self.balance, self.seed)
-        if self.calibrate:
-            model = calibrate_model(model, Xf, yf, self.calibration)
+        if degenerate:
+            model, self.best_params_ = DummyClassifier(strategy="prior").fit(Xs, y), {}
+        else:
+            Xf, yf = Xs, y
+            if self.balance and self.classifier == "mlp":
+                Xf, yf = oversample(Xs, y, self.seed)
+            model, self.best_params_ = grid_search(Xf, yf, self.classifier, self.balance, self.seed)
+            if self.calibrate:
+                model = calibrate_model(model, Xf, yf, self.calibration)
         self.model_ = model
         self.provenance_ = {
+            "degenerate": degenerate,
             "n_train": int(len(y)),
             "train_accuracy": float(y.mean()),
             "sklearn_version": sklearn.__version__,
@@ -214,7 +232,9 @@ class EntropySentinel:
     def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         """p(correct) per row (1-D)."""
         self._check_fitted()
-        return self.model_.predict_proba(self.scaler_.transform(self._matrix(X)))[:, 1]
+        proba = self.model_.predict_proba(self.scaler_.transform(self._matrix(X)))
+        classes = list(self.model_.classes_)
+        return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(proba))
 
     def estimate_accuracy(self, X: pd.DataFrame | np.ndarray) -> float:
         """Estimated accuracy of a slice: the mean predicted p(correct)."""

@@ -8,6 +8,7 @@ univariate Platt model.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from sklearn.metrics import roc_auc_score
 
 from .estimators import EntropySentinel, estimator_from_config
 from .features import FEATURE_NAMES
+
+log = logging.getLogger(__name__)
 
 SLICE_BY = ("benchmark", "domain")
 ATC_REPORTED = ("max", "nll_sum", "se_sum")
@@ -264,7 +267,11 @@ def run_evaluation(
         "models": sorted(df["model"].astype(str).unique()),
         "benchmarks": sorted(df["benchmark"].astype(str).unique()),
     }
-    est = estimator_from_config(cfg).fit(df.loc[train_mask], y[train_mask], provenance)
+    est = estimator_from_config(cfg).fit(
+        df.loc[train_mask], y[train_mask], provenance, allow_degenerate=True
+    )
+    if est.provenance_["degenerate"]:
+        log.warning("training rows cannot train a classifier: %s", est.provenance_["degenerate"])
     p = est.predict_proba(df.loc[eval_mask])
     y_eval, X_eval, s_eval = y[eval_mask], X[eval_mask], slices[eval_mask].to_numpy()
 
@@ -314,6 +321,7 @@ def run_evaluation(
         "train_slices": train_slices,
         "slice_by": slice_by,
         "estimator": est.config(),
+        "degenerate": est.provenance_["degenerate"],
         "best_params": est.metadata()["best_params"],
         "mae": mae(true_acc, per_slice["estimated_accuracy"]),
         "spearman": spearman(true_acc, per_slice["estimated_accuracy"]),

@@ -36,6 +36,3 @@ def feature_files(wildcards):
         model=wildcards.model,
         benchmark=BENCHMARKS,
     )
-
-
-ALL_TARGETS = ["results/summary.md"]

@@ -4,7 +4,6 @@
 SWEEP = config.get("sweep", {})
 SWEEP_ENABLED = bool(SWEEP.get("enabled", False))
 SWEEP_CHUNKS = int(SWEEP.get("chunks", 8))
-SWEEP_MODELS = list(config["models"])
 SWEEP_TABLES = {
     "results": "results/sweep/stem_classifier_evaluation_results.csv",
     "aee_per_slice": "results/sweep/aee_per_slice.csv",
@@ -16,23 +15,15 @@ SWEEP_TABLES = {
 }
 SWEEP_TARGETS = (
     list(SWEEP_TABLES.values())
-    + expand("results/deployments/{model}/manifest.json", model=SWEEP_MODELS)
+    + expand("results/deployments/{model}/manifest.json", model=MODELS)
     if SWEEP_ENABLED
     else []
 )
 
 
-def sweep_features(wildcards):
-    return expand(
-        "results/features/{model}/{benchmark}.parquet",
-        model=wildcards.model,
-        benchmark=list(config["benchmarks"]),
-    )
-
-
 rule sweep_chunk:
     input:
-        features=sweep_features,
+        features=feature_files,
     output:
         "results/sweep/{model}/chunk_{chunk}.parquet",
     log:
@@ -58,7 +49,7 @@ rule sweep_merge:
     input:
         expand(
             "results/sweep/{model}/chunk_{chunk}.parquet",
-            model=SWEEP_MODELS,
+            model=MODELS,
             chunk=range(SWEEP_CHUNKS),
         ),
     output:
@@ -78,7 +69,7 @@ rule sweep_merge:
 
 rule deployments:
     input:
-        features=sweep_features,
+        features=feature_files,
         sweep="results/sweep/sweep_results.parquet",
     output:
         manifest="results/deployments/{model}/manifest.json",
