@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from entropy_sentinel.benchmarks import (
     REGISTRY,
     STEM_TEN,

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+
 from entropy_sentinel.estimators import (
     TooFewSamplesError,
     load_estimator,

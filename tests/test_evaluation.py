@@ -3,9 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
+
 from entropy_sentinel import evaluation as ev
 from entropy_sentinel.simulate import synthetic_features
-from scipy.stats import spearmanr
 
 SHIFTS = {"easy": -1.5, "mid_easy": -0.5, "mid_hard": 0.5, "hard": 1.5}
 

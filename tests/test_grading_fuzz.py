@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 
-from entropy_sentinel.grading import grade
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from entropy_sentinel.grading import grade
 
 ADVERSARIAL = [
     "{" * 3000,

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from entropy_sentinel.benchmarks.gsm_symbolic import (
     SafeEvaluator,
     TemplateError,

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
 import pytest
+
 from entropy_sentinel.grading.judge import (
     SYSTEM_PROMPT,
     Judge,

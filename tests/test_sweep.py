@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from entropy_sentinel import sweep as sw
 from entropy_sentinel.estimators import load_estimator
 from entropy_sentinel.simulate import synthetic_features

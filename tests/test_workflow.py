@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from entropy_sentinel.features import FEATURE_NAMES
 from entropy_sentinel.provenance import read_provenance
 

@@ -3,6 +3,7 @@
 import logging
 
 import pandas as pd
+
 from entropy_sentinel import sweep
 from entropy_sentinel.reports import write_json
 

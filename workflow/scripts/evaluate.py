@@ -3,6 +3,7 @@
 import logging
 
 import pandas as pd
+
 from entropy_sentinel.evaluation import run_evaluation
 from entropy_sentinel.reports import write_json
 

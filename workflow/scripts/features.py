@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
 from entropy_sentinel.features import feature_table
 from entropy_sentinel.provenance import now, read_provenance, write_parquet
 from entropy_sentinel.runtime import log_to

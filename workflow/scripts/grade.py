@@ -1,6 +1,7 @@
 """Rule grade: grade every response of a (model, benchmark) pair into its own table."""
 
 import pandas as pd
+
 from entropy_sentinel.grading import grade_table
 from entropy_sentinel.provenance import now, write_parquet
 from entropy_sentinel.runtime import log_to

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+
 from entropy_sentinel import reports
 from entropy_sentinel.estimators import load_estimator
 from entropy_sentinel.evaluation import prediction_rows

@@ -3,6 +3,7 @@
 import logging
 
 import pandas as pd
+
 from entropy_sentinel import reports
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive

@@ -5,6 +5,7 @@ import logging
 from pathlib import Path
 
 import pandas as pd
+
 from entropy_sentinel.reports import summary_markdown
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
