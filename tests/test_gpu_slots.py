@@ -7,6 +7,7 @@ import sys
 import time
 
 import pytest
+
 from entropy_sentinel.gpu_slots import claim_gpu
 
 CLAIM = """
