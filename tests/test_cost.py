@@ -7,7 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from entropy_sentinel.cost import ASSUMED_TOKENS_PER_SECOND, estimate, format_table
+from entropy_sentinel.cost import (
+    ASSUMED_TOKENS_PER_SECOND,
+    estimate,
+    format_table,
+    pending_cost_report,
+)
 from entropy_sentinel.plan import WorkflowPlan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +64,15 @@ def test_paper_grid_table():
     table = format_table(costs)
     assert table.splitlines()[1].split()[:2] == ["model", "items"]
     assert len(table.splitlines()) == 2 + len(costs) + 1
+
+
+def test_report_only_while_shards_are_pending(tmp_path):
+    cfg = config()
+    plan = WorkflowPlan(cfg)
+    assert "GPU-h" in pending_cost_report(cfg, plan, tmp_path)
+    for benchmark in ("a", "b"):
+        for shard in range(plan.n_shards(benchmark)):
+            path = tmp_path / f"results/generations/m/{benchmark}/shard-{shard}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+    assert pending_cost_report(cfg, plan, tmp_path) == ""

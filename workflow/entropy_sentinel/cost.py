@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from .generation import shard_bounds
 
@@ -110,3 +111,21 @@ def format_table(costs: list[ModelCost]) -> str:
             "* assumed throughput: measure it and set models.<name>.tokens_per_second in the config"
         )
     return "\n".join(lines)
+
+
+SHARD_PATH = "results/generations/{model}/{benchmark}/shard-{shard}.parquet"  # rule generate
+
+
+def pending_cost_report(config: dict, plan, root: str | Path = ".") -> str:
+    """The cost table while any shard is still to generate; empty once all are done."""
+    root = Path(root)
+    costs = estimate(
+        config,
+        plan,
+        lambda model, benchmark, shard: (
+            root / SHARD_PATH.format(model=model, benchmark=benchmark, shard=shard)
+        ).exists(),
+    )
+    if not any(c.pending_shards for c in costs):
+        return ""
+    return format_table(costs)
