@@ -208,7 +208,8 @@ class Decoder:
         self.model, self.s = model, settings
         self.max_rows, self.budget = max_rows, budget
         self.device = model.device
-        self.eos = torch.tensor(list(eos_ids), device=self.device)
+        self.eos = torch.tensor(list(eos_ids), dtype=torch.long, device=self.device)
+        self.fill = int(eos_ids[0]) if len(eos_ids) else 0  # fed to finished rows
         self.cache_kwarg = _cache_kwarg(model)
         self.active_items: list[str] = []
         self.computed_tokens = 0  # row-steps decoded, finished rows included (for benches)
@@ -241,7 +242,7 @@ class Decoder:
                 captured = torch.log_softmax(processed, dim=-1)
             top_values, top_indices = captured.topk(k, dim=-1)
             token = _choose(processed, s.temperature, self.gens)
-            token = torch.where(self.finished, self.eos[0], token)
+            token = torch.where(self.finished, self.fill, token)
             at = (torch.arange(n, device=self.device), idx.clamp(max=self.tokens.shape[1] - 1))
             self.tokens[at] = token
             self.sampled[at] = captured.gather(1, token[:, None]).squeeze(1)
