@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,7 @@ SHARD = "results/generations/tiny/synthetic/shard-{}.parquet"
 
 
 def slurm_available() -> bool:
-    if shutil.which("sinfo") is None:
+    if shutil.which("sinfo") is None or find_spec("snakemake_executor_plugin_slurm") is None:
         return False
     try:
         states = subprocess.run(
@@ -57,7 +58,7 @@ def slurm_config(model_dir: Path) -> dict:
     return config
 
 
-def snakemake(workdir: Path, *args: str, slurm: bool = True, timeout: int = 240, wait=True):
+def snakemake(workdir: Path, *args: str, slurm: bool = True, timeout: int = 420, wait=True):
     """Run snakemake in ``workdir`` (as a user would: cd there, point at the Snakefile)."""
     command = ["timeout", "-s", "INT", "-k", "15", str(timeout), SNAKEMAKE]
     command += ["--workflow-profile", str(WORKFLOW_PROFILE)]
