@@ -17,13 +17,12 @@ import json
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from capture_overhead import QUESTIONS, load, machine, model_dir, sync  # noqa: E402
+from capture_overhead import QUESTIONS, clock, load, machine, model_dir, sync  # noqa: E402
 
 from entropy_sentinel.backends.transformers_backend import Decoder, Request  # noqa: E402
 
@@ -39,12 +38,13 @@ def requests(backend, n: int, limits: list[int]) -> list[Request]:
 
 
 def decode(backend, reqs, rows: int, policy: str) -> tuple[int, int, float]:
+    now = clock(str(backend.device))[1]
     settings = backend.settings.replace(batching=policy, batch_size=rows)
     decoder = Decoder(backend.model, [], settings, rows, settings.max_batch_tokens)
-    start = time.perf_counter()
+    start = now()
     useful = sum(len(r["tokens"]) for r in decoder.run(reqs))
     sync(backend.device)
-    return useful, decoder.computed_tokens, time.perf_counter() - start
+    return useful, decoder.computed_tokens, now() - start
 
 
 def main(argv=None) -> dict:
@@ -52,11 +52,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--model", help="model directory (default: build a tiny Llama)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--prompts", type=int, default=16)
-    parser.add_argument("--tokens", type=int, default=16, help="part 1: tokens per row")
+    parser.add_argument("--tokens", type=int, default=8, help="part 1: tokens per row")
     parser.add_argument("--max-batch", type=int, default=16)
-    parser.add_argument("--mix", default="4,24", help="part 2: short,long budgets")
+    parser.add_argument("--mix", default="4,20", help="part 2: short,long budgets")
     parser.add_argument("--mix-batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=1, help="part 1 repeats")
+    parser.add_argument("--mix-repeats", type=int, default=2, help="part 2 repeats")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json")
     args = parser.parse_args(argv)
@@ -64,6 +65,7 @@ def main(argv=None) -> dict:
     short, long = map(int, args.mix.split(","))
     backend = load(model_dir(args.model), args.device, args.max_batch, max(args.tokens, long))
     print(f"machine: {machine()}\nmodel: {args.model or 'tiny-llama (built)'}")
+    print(f"rates per second of {clock(args.device)[0]}")
 
     fixed = requests(backend, args.prompts, [args.tokens] * args.prompts)
     decode(backend, fixed[:2], 2, "static")  # warm-up
@@ -83,11 +85,15 @@ def main(argv=None) -> dict:
     rng = random.Random(0)
     limits = [rng.choice([short, long]) for _ in range(args.prompts)]
     mixed = requests(backend, args.prompts, limits)
+    names = ("static", "compact", "refill")
+    runs: dict[str, list] = {policy: [] for policy in names}
+    for _ in range(args.mix_repeats):  # interleaved, so load from elsewhere hits all alike
+        for policy in names:
+            runs[policy].append(decode(backend, mixed, args.mix_batch, policy))
     policies: dict[str, dict] = {}
-    for policy in ("static", "compact", "refill"):
-        runs = [decode(backend, mixed, args.mix_batch, policy) for _ in range(args.repeats)]
-        useful, computed = runs[0][0], runs[0][1]
-        seconds = statistics.median(r[2] for r in runs)
+    for policy in names:
+        useful, computed = runs[policy][0][0], runs[policy][0][1]
+        seconds = statistics.median(r[2] for r in runs[policy])
         policies[policy] = {
             "useful": useful,
             "computed": computed,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from entropy_sentinel.backends import GenerationSettings, marker_token_ids, reasoning_mask
 from entropy_sentinel.backends.transformers_backend import TransformersBackend
 
@@ -191,3 +192,35 @@ def test_markers_only_when_the_vocabulary_has_them(backend):
     rows = _run(backend, dict(list(_prompts(backend).items())[:2]), max_new_tokens=6)
     assert all(not any(r["is_reasoning"]) for r in rows.values())
     assert all(len(r["is_reasoning"]) == r["n_tokens"] for r in rows.values())
+
+
+@pytest.mark.parametrize("batching", ["compact", "refill"])
+def test_rows_finishing_at_different_steps(backend, batching):
+    """Staggered finishes: rows are dropped (and refilled) mid-batch, outputs unchanged."""
+    from entropy_sentinel.backends.transformers_backend import Decoder, Request
+
+    tok = backend.tokenizer
+    limits = [3, 17, 5, 11, 2, 20]
+    requests = [
+        Request(item_id, tok(text, add_special_tokens=False)["input_ids"], n, limit)
+        for n, ((item_id, text), limit) in enumerate(
+            zip(_prompts(backend).items(), limits, strict=True)
+        )
+    ]
+    requests.sort(key=lambda r: len(r.ids))  # admitted prompts get longer: both pad directions
+
+    def run(rows, policy):
+        s = BASE.replace(max_new_tokens=20, top_k_logprobs=5, batching=policy, temperature=0.9)
+        decoder = Decoder(backend.model, [], s, rows, 1 << 20)
+        return {r["item_id"]: r for r in decoder.run(requests)}, decoder.computed_tokens
+
+    alone, _ = run(1, "static")
+    static, static_cost = run(3, "static")
+    batched, cost = run(3, batching)
+    assert cost < static_cost and cost >= sum(limits)
+    for item_id, ref in alone.items():
+        assert len(ref["tokens"]) == limits[int(item_id[1:])]
+        for out in (static, batched):
+            assert torch.equal(out[item_id]["tokens"], ref["tokens"])
+            for key in ("topk_logprobs", "sampled_logprobs", "full_entropy"):
+                torch.testing.assert_close(out[item_id][key], ref[key], atol=ATOL, rtol=0)

@@ -258,11 +258,8 @@ class Decoder:
             step += 1
             live = [i for i, d in enumerate(self.done) if not d]
             n_done = n - len(live)
-            if (
-                policy != "static"
-                and n_done
-                and (not live or n_done * 4 >= n or (policy == "refill" and waiting))
-            ):
+            # A compaction copies the whole cache, so wait until a quarter of the rows are done.
+            if policy != "static" and n_done and (not live or n_done * 4 >= n):
                 self._select(live)
                 token = token[live] if live else token[:0]
             if self.rows and not all(self.done):
