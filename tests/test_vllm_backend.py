@@ -10,6 +10,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
 from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings
 from entropy_sentinel.backends.vllm_backend import VLLM_LOGPROBS_MODE, VLLMBackend, convert_output
 
@@ -55,15 +56,25 @@ def test_logprobs_mode_mapping():
     assert VLLM_LOGPROBS_MODE == {"raw": "raw_logprobs", "processed": "processed_logprobs"}
 
 
+class _FakeTokenizer:
+    eos_token_id = 0
+
+    def __call__(self, text, add_special_tokens=True):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def get_vocab(self):
+        return {}
+
+
 class _FakeLLM:
     def __init__(self, fail_on=None):
         self.fail_on = fail_on
 
     def get_tokenizer(self):
-        return SimpleNamespace(eos_token_id=0, get_vocab=dict)
+        return _FakeTokenizer()
 
-    def generate(self, prompts, params, use_tqdm=False):
-        if self.fail_on in prompts:
+    def generate(self, prompts, params):
+        if {"prompt_token_ids": [ord(c) for c in self.fail_on]} in prompts:
             raise RuntimeError("engine died")
         return [_output([1, 0], [{1: _lp(-0.2, 1)}, {0: _lp(-0.1, 1)}]) for _ in prompts]
 

@@ -88,13 +88,17 @@ class VLLMBackend:
         for start in range(0, len(ids), chunk):
             batch = ids[start : start + chunk]
             try:
-                outputs = self.llm.generate([prompts[i] for i in batch], params, use_tqdm=False)
+                outputs = self.llm.generate([self._tokens(prompts[i]) for i in batch], params)
             except Exception as error:  # noqa: BLE001 - one bad chunk must not lose the shard
                 log.exception("vLLM failed on %d prompts", len(batch))
                 yield from (error_row(i, error) for i in batch)
                 continue
             for item_id, output in zip(batch, outputs, strict=True):
                 yield convert_output(item_id, output, self.settings, self.eos_ids, self.markers)
+
+    def _tokens(self, text: str) -> dict:
+        # The rendered template already holds BOS; vLLM would add another to a text prompt.
+        return {"prompt_token_ids": self.tokenizer(text, add_special_tokens=False)["input_ids"]}
 
     def generate(self, item_ids: Sequence[str], prompts: Sequence[str]) -> list[dict]:
         return list(self.stream(dict(zip(item_ids, prompts, strict=True))))
