@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+
 from entropy_sentinel.backends import GENERATION_COLUMNS, error_row
 from entropy_sentinel.generation import (
     completed_parts,
     parts_dir,
+    prefer_retries,
     run_retry,
     run_shard,
     shard_items,
@@ -132,3 +134,7 @@ def test_retry_regenerates_only_truncated(bench, tmp_path):
     rows = pd.read_parquet(retry)
     assert sorted(backend.seen) == ["i07", "i17"] and list(rows["n_tokens"]) == [9, 9]
     assert read_provenance(retry)["retry_of"] == str(shard)
+    merged = prefer_retries(pd.read_parquet(shard), rows)
+    assert list(merged["item_id"]) == list(bench["item_id"])
+    assert merged.set_index("item_id").loc["i17", "n_tokens"] == 9
+    assert merged["retried"].sum() == 2 and set(merged["first_finish_reason"]) == {"stop", "length"}

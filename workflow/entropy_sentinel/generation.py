@@ -110,6 +110,23 @@ def truncated_ids(shard_files: list[str | Path]) -> list[str]:
     return sorted(rows.loc[rows["finish_reason"] == "length", "item_id"])
 
 
+def prefer_retries(rows: pd.DataFrame, retries: pd.DataFrame) -> pd.DataFrame:
+    """Shard rows with each successfully retried item replaced by its retry row.
+
+    Adds ``retried`` (bool) and ``first_finish_reason`` (the original row's finish reason).
+    """
+    rows = rows.assign(retried=False, first_finish_reason=rows["finish_reason"])
+    good = retries[retries["error"].isna()].drop_duplicates("item_id")
+    if good.empty:
+        return rows
+    first = rows.set_index("item_id")["finish_reason"]
+    good = good.assign(retried=True, first_finish_reason=good["item_id"].map(first))
+    kept = rows[~rows["item_id"].isin(set(good["item_id"]))]
+    merged = pd.concat([kept, good[rows.columns]], ignore_index=True)
+    order = {item_id: n for n, item_id in enumerate(rows["item_id"])}
+    return merged.sort_values("item_id", key=lambda c: c.map(order)).reset_index(drop=True)
+
+
 def run_retry(
     *,
     backend,

@@ -63,6 +63,7 @@ class VLLMBackend:
         kwargs = {}
         if self.settings.enable_thinking is not None:
             kwargs["enable_thinking"] = self.settings.enable_thinking
+        kwargs.update(self.settings.extra.get("chat_template_kwargs", {}))  # reasoning_effort…
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, **kwargs
         )
