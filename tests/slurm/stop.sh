@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Stops the daemons tests/slurm/start.sh started, by the PIDs it recorded.
+# Stops the daemons tests/slurm/start.sh started, by the PIDs it recorded, and waits for them.
 set -uo pipefail
 D=${SLURM_TEST_DIR:-/tmp/slurm-test}
 [ -s "$D/pids" ] || exit 0
-# shellcheck disable=SC2046
-kill $(tac "$D/pids") 2>/dev/null
+mapfile -t pids < <(tac "$D/pids")
+kill "${pids[@]}" 2>/dev/null
+for _ in $(seq 1 50); do
+  kill -0 "${pids[@]}" 2>/dev/null || break
+  sleep 0.2
+done
 : >"$D/pids"
