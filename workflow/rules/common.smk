@@ -13,6 +13,11 @@ try:
 except ConfigError as error:
     raise WorkflowError(f"Invalid configuration: {error}") from None
 
+from entropy_sentinel.cost import pending_cost_report  # noqa: E402
+
+if workflow.is_main_process and (cost_report := pending_cost_report(config, PLAN)):
+    print(cost_report, file=sys.stderr)
+
 MODELS = PLAN.models
 BENCHMARKS = PLAN.benchmarks
 

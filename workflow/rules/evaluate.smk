@@ -31,5 +31,9 @@ rule summary:
         "logs/summary.log",
     conda:
         "../../envs/core.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../scripts/summary.py"
