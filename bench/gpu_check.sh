@@ -6,6 +6,7 @@ set -u
 OUT="${OUT:-./gpu_check_out}"
 mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
+DEVICE="${DEVICE:-cuda}"  # DEVICE=cpu: a dry run of this script on a machine without a GPU
 LOG="$OUT/gpu_check.log"
 exec > >(tee -a "$LOG") 2>&1
 cd "$(dirname "$0")/.."
@@ -14,7 +15,7 @@ echo "== environment $(date -u +%FT%TZ)"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | head -3
 $PY --version
 missing=$($PY - <<'PY'
-import importlib
+import importlib.util
 need = ["torch", "transformers", "tokenizers", "safetensors"]
 print(" ".join(n for n in need if importlib.util.find_spec(n) is None))
 PY
@@ -25,7 +26,9 @@ if ! $PY -c "import torch, transformers" 2>/dev/null || [ -n "$missing" ]; then
 fi
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
 'available', torch.cuda.is_available(), '| transformers', transformers.__version__)"
-$PY -c "import torch; assert torch.cuda.is_available()" || { echo "no CUDA device visible"; exit 3; }
+if [ "$DEVICE" = cuda ] && ! $PY -c "import torch; assert torch.cuda.is_available()"; then
+    echo "no CUDA device visible"; exit 3
+fi
 
 run() {  # name, time limit (s), command...
     local name=$1 limit=$2; shift 2
@@ -35,20 +38,20 @@ run() {  # name, time limit (s), command...
     [ "$rc" -eq 0 ] || { echo "$name failed (rc $rc)"; tail -5 "$OUT/$name.stderr"; }
 }
 
-run overhead_tiny_b8 50 $PY bench/capture_overhead.py --device cuda --batch 8 --new-tokens 128
-run overhead_tiny_b32 50 $PY bench/capture_overhead.py --device cuda --batch 32 --new-tokens 128
-run memory_tiny 50 $PY bench/capture_memory.py --device cuda --batch 16 --new-tokens 512
+run overhead_tiny_b8 50 $PY bench/capture_overhead.py --device $DEVICE --batch 8 --new-tokens 128
+run overhead_tiny_b32 50 $PY bench/capture_overhead.py --device $DEVICE --batch 32 --new-tokens 128
+run memory_tiny 50 $PY bench/capture_memory.py --device $DEVICE --batch 16 --new-tokens 512
 SMOL=""
 for d in .bench_models/smollm2/weights .bench_models/smollm2; do
     [ -f "$d/config.json" ] && SMOL=$d && break
 done
 if [ -n "$SMOL" ]; then
-    run overhead_smollm2_b32 70 $PY bench/capture_overhead.py --model "$SMOL" --device cuda \
+    run overhead_smollm2_b32 70 $PY bench/capture_overhead.py --model "$SMOL" --device $DEVICE \
         --batch 32 --new-tokens 256
-    run memory_smollm2 50 $PY bench/capture_memory.py --model "$SMOL" --device cuda \
+    run memory_smollm2 50 $PY bench/capture_memory.py --model "$SMOL" --device $DEVICE \
         --batch 16 --new-tokens 512
 else
     echo "== SmolLM2 skipped: no .bench_models/smollm2/config.json"
 fi
 echo "== done $(date -u +%FT%TZ); results in $OUT"
-grep -h "generate =" "$OUT"/*.txt 2>/dev/null
+grep -H "generate =" "$OUT"/*.txt 2>/dev/null

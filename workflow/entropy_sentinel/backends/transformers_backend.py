@@ -226,15 +226,21 @@ class Decoder:
         self.start: list[int] = []  # global step at which each row joined
         self.done: list[bool] = []
         self.cache = None
+        self.arange = torch.arange(0, device=self.device)
+        self.n_done = 0
         step = 0
+        # -inf only appears after nucleus filtering; elsewhere the entropy needs no NaN guard.
+        guard = s.logprobs_mode == "processed" and s.temperature > 0 and s.top_p < 1
         while waiting or self.rows:
             if not self.rows or (policy == "refill" and waiting and self._want_refill(waiting)):
                 self._refill(waiting, step)
                 if not self.rows:
                     raise RuntimeError("no request fits the token budget")
             self._grow(step)
-            idx = torch.tensor([step - st for st in self.start], device=self.device)
             n = len(self.rows)
+            if self.arange.shape[0] != n:
+                self.arange = torch.arange(n, device=self.device)
+            idx = self.steps
             logits = self.logits.float()
             processed = _processed_logits(logits, s)
             if s.logprobs_mode == "raw":
@@ -244,28 +250,30 @@ class Decoder:
             top_values, top_indices = captured.topk(k, dim=-1)
             token = _choose(processed, s.temperature, self.gens)
             token = torch.where(self.finished, self.fill, token)
-            at = (torch.arange(n, device=self.device), idx.clamp(max=self.tokens.shape[1] - 1))
+            at = (self.arange, idx.clamp(max=self.tokens.shape[1] - 1))
             self.tokens[at] = token
             self.sampled[at] = captured.gather(1, token[:, None]).squeeze(1)
             self.topk_lp[at] = top_values
             self.topk_ids[at] = top_indices.to(torch.int32)
-            self.entropy[at] = -(captured.exp() * captured).nan_to_num().sum(dim=-1)
+            plogp = captured.exp() * captured
+            self.entropy[at] = -(plogp.nan_to_num() if guard else plogp).sum(dim=-1)
             self.computed_tokens += n
             stop = torch.isin(token, self.eos) | (idx + 1 >= self.limit)
+            self.steps += 1
             newly = (stop & ~self.finished).nonzero().flatten().tolist()
             self.finished |= stop
             if newly:
                 yield from self._emit(newly, step)
             step += 1
-            live = [i for i, d in enumerate(self.done) if not d]
-            n_done = n - len(live)
+            n_done = self.n_done
             # A compaction copies the whole cache, so wait until a quarter of the rows are done.
-            if policy != "static" and n_done and (not live or n_done * 4 >= n):
+            if policy != "static" and n_done and (n_done == n or n_done * 4 >= n):
+                live = [i for i, d in enumerate(self.done) if not d]
                 self._select(live)
                 token = token[live] if live else token[:0]
-            if self.rows and not all(self.done):
+            if self.rows and self.n_done < len(self.rows):
                 self._forward(token)
-            elif all(self.done):
+            else:
                 self.rows = []
         self.active_items = []
 
@@ -318,6 +326,8 @@ class Decoder:
         if not self.rows:
             self.cache, self.mask, self.logits = cache, mask, logits
             self.limit, self.positions = limit, positions
+            self.steps = torch.zeros_like(limit)
+            self.n_done = 0
             self.finished = torch.zeros(len(new), dtype=torch.bool, device=self.device)
             self.rows, self.gens, self.start, self.done = list(new), gens, [step] * len(new), []
             self.done = [False] * len(new)
@@ -344,6 +354,7 @@ class Decoder:
         )
         self.logits = torch.cat([self.logits, logits])
         self.limit = torch.cat([self.limit, limit])
+        self.steps = torch.cat([self.steps, torch.zeros_like(limit)])
         self.positions = torch.cat([self.positions, positions])
         self.finished = torch.cat([self.finished, torch.zeros_like(limit, dtype=torch.bool)])
         self.rows += new
@@ -392,6 +403,7 @@ class Decoder:
         host = [b.index_select(0, picked).cpu() for b in self._buffers()]
         for j, row in enumerate(rows):
             self.done[row] = True
+            self.n_done += 1
             request = self.rows[row]
             n = step - self.start[row] + 1
             yield {
@@ -417,7 +429,8 @@ class Decoder:
         for layer in self.cache.layers:
             layer.keys = layer.keys.index_select(0, index)[:, :, lead:]
             layer.values = layer.values.index_select(0, index)[:, :, lead:]
-        for name in ("limit", "positions", "finished"):
+        self.n_done = sum(self.done[i] for i in keep)
+        for name in ("limit", "positions", "finished", "steps"):
             setattr(self, name, getattr(self, name).index_select(0, index))
         self._set_buffers([b.index_select(0, index) for b in self._buffers()])
         self.rows = [self.rows[i] for i in keep]
