@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pandas as pd
+
 from entropy_sentinel.generation import main, parts_dir
 
 SETTINGS = {"max_new_tokens": 24, "temperature": 0.7, "batch_size": 2, "top_k_logprobs": 5}

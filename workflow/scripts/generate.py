@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+
 from entropy_sentinel.backends import GenerationSettings, load_backend
 from entropy_sentinel.generation import run_retry, run_shard, settings_provenance
 from entropy_sentinel.runtime import log_to
