@@ -162,3 +162,20 @@ def test_prompts():
     assert boxed.startswith("What is 2+2?") and "\\boxed{}" in boxed
     with pytest.raises(ValueError):
         build_messages("x", "fancy")
+
+
+def test_stratified_split_gives_every_stratum_its_share():
+    ids = [
+        f"{d}-{i:03d}" for d in ("easy", "hard", "rare") for i in range(50 if d != "rare" else 5)
+    ]
+    strata = [i.split("-")[0] for i in ids]
+    split = make_split(ids, test_fraction=0.2, seed=7, strata=strata)
+    test_per_stratum = {
+        d: sum(i.startswith(d) for i in split["test"]) for d in ("easy", "hard", "rare")
+    }
+    assert test_per_stratum == {"easy": 10, "hard": 10, "rare": 1}
+    assert set(split["train"]) | set(split["test"]) == set(ids)
+    assert not set(split["train"]) & set(split["test"])
+    shuffled = list(zip(ids, strata, strict=True))[::-1]
+    again = make_split([i for i, _ in shuffled], 0.2, 7, strata=[s for _, s in shuffled])
+    assert again == split

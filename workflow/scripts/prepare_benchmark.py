@@ -21,6 +21,6 @@ provenance = {
     "skipped_rows": table.attrs.get("skipped", {}),
     "written_at": now(),
 }
-split = make_split(table["item_id"], **snakemake.params.split)
+split = make_split(table["item_id"], strata=table["domain"], **snakemake.params.split)
 write_json({**split, **snakemake.params.split, "fingerprint": fingerprint}, snakemake.output.split)
 write_parquet(table, snakemake.output.table, provenance)

@@ -31,7 +31,7 @@ class Difficulty:
 
 DOMAINS: dict[str, Difficulty] = {
     "sum_small": Difficulty(steps=1, max_value=9, operations=("add",), word_problem=False),
-    "sum_large": Difficulty(steps=1, max_value=999, operations=("add",), word_problem=False),
+    "sum_two_digit": Difficulty(steps=1, max_value=99, operations=("add",), word_problem=False),
     "word_one_step": Difficulty(steps=1, max_value=20),
     "word_two_step": Difficulty(steps=2, max_value=50, operations=("add", "subtract", "multiply")),
     "word_distractors": Difficulty(
