@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
 from entropy_sentinel import sweep as sw
 from entropy_sentinel.evaluation import run_evaluation
 from entropy_sentinel.simulate import synthetic_features
