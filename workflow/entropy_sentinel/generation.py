@@ -110,6 +110,14 @@ def truncated_ids(shard_files: list[str | Path]) -> list[str]:
     return sorted(rows.loc[rows["finish_reason"] == "length", "item_id"])
 
 
+def read_generations(shards: list[str], retries: list[str] = ()) -> pd.DataFrame:
+    """All rows of a (model, benchmark) pair, with truncated items replaced by their retries."""
+    rows = pd.concat([pd.read_parquet(p) for p in shards], ignore_index=True)
+    if retries:
+        rows = prefer_retries(rows, pd.concat([pd.read_parquet(p) for p in retries]))
+    return rows
+
+
 def prefer_retries(rows: pd.DataFrame, retries: pd.DataFrame) -> pd.DataFrame:
     """Shard rows with each successfully retried item replaced by its retry row.
 

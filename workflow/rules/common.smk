@@ -35,6 +35,16 @@ def shard_files(wildcards):
     ]
 
 
+def retry_files(wildcards):
+    """Regenerated truncated items, when generation.retry_truncated is enabled."""
+    if not config["generation"].get("retry_truncated", {}).get("enabled", False):
+        return []
+    return [
+        f"results/generations/{wildcards.model}/{wildcards.benchmark}/retry-{shard}.parquet"
+        for shard in range(PLAN.n_shards(wildcards.benchmark))
+    ]
+
+
 def feature_files(wildcards):
     return expand(
         "results/features/{model}/{benchmark}.parquet",

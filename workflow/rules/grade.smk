@@ -2,6 +2,7 @@ rule grade:
     """Grade every response of a (model, benchmark) pair into a separate table."""
     input:
         shards=shard_files,
+        retries=retry_files,
         benchmark="resources/benchmarks/{benchmark}.parquet",
     output:
         "results/grades/{model}/{benchmark}.parquet",

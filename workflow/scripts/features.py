@@ -6,13 +6,14 @@ from pathlib import Path
 import pandas as pd
 
 from entropy_sentinel.features import feature_table
+from entropy_sentinel.generation import read_generations
 from entropy_sentinel.provenance import now, read_provenance, write_parquet
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]
 log = log_to(snakemake.log[0], "features")
 
-generations = pd.concat([pd.read_parquet(p) for p in snakemake.input.shards], ignore_index=True)
+generations = read_generations(snakemake.input.shards, snakemake.input.retries)
 table = feature_table(
     generations,
     pd.read_parquet(snakemake.input.grades),

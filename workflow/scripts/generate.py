@@ -7,10 +7,12 @@ import pandas as pd
 
 from entropy_sentinel.backends import GenerationSettings, load_backend
 from entropy_sentinel.generation import run_retry, run_shard, settings_provenance
+from entropy_sentinel.gpu_slots import claim_gpu
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]
 log = log_to(snakemake.log[0], "generate")
+claim_gpu(log=log)  # before load_backend imports torch: one GPU per job
 
 generation = snakemake.params.generation
 manifest = json.loads(Path(snakemake.input.manifest).read_text())

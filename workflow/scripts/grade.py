@@ -2,6 +2,7 @@
 
 import pandas as pd
 
+from entropy_sentinel.generation import read_generations
 from entropy_sentinel.grading import grade_table
 from entropy_sentinel.provenance import now, write_parquet
 from entropy_sentinel.runtime import log_to
@@ -9,7 +10,7 @@ from entropy_sentinel.runtime import log_to
 snakemake = globals()["snakemake"]
 log = log_to(snakemake.log[0], "grade")
 
-generations = pd.concat([pd.read_parquet(p) for p in snakemake.input.shards], ignore_index=True)
+generations = read_generations(snakemake.input.shards, snakemake.input.retries)
 benchmark = pd.read_parquet(snakemake.input.benchmark)
 grades = grade_table(generations, benchmark)
 counts = grades["correct"].value_counts(dropna=False).to_dict()
