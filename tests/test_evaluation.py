@@ -125,7 +125,8 @@ def test_platt_confidence_baseline_is_calibrated(table):
 def test_summary_markdown_and_strict_json(table, tmp_path):
     import json
 
-    from entropy_sentinel.reports import summary_markdown, write_json
+    from entropy_sentinel.provenance import write_json
+    from entropy_sentinel.reports import summary_markdown
 
     cfg = {"classifier": "logistic_regression", "bootstrap": 50}
     per_slice, m = ev.evaluate_slices(table, ["easy", "hard"], "domain", cfg)

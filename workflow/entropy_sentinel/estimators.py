@@ -30,6 +30,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
 from .features import FEATURE_SETS
+from .provenance import jsonable
 
 CLASSIFIERS = ("random_forest", "logistic_regression", "mlp")
 # the original's name for the MLP, accepted as an alias
@@ -246,8 +247,8 @@ class EntropySentinel:
             "format_version": FORMAT_VERSION,
             "config": self.config(),
             "feature_names": list(self.feature_names_),
-            "best_params": {k: _jsonable(v) for k, v in self.best_params_.items()},
-            "provenance": {k: _jsonable(v) for k, v in self.provenance_.items()},
+            "best_params": {k: jsonable(v) for k, v in self.best_params_.items()},
+            "provenance": {k: jsonable(v) for k, v in self.provenance_.items()},
         }
 
     def save(self, path: str | Path) -> Path:
@@ -290,14 +291,6 @@ class EntropySentinel:
         est.best_params_ = meta.get("best_params", {})
         est.provenance_ = meta.get("provenance", {})
         return est
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def make_estimator(

@@ -7,9 +7,12 @@ import datetime as _dt
 import hashlib
 import importlib.metadata
 import json
+import math
 import platform
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -65,9 +68,24 @@ def read_provenance(path: str | Path) -> dict:
     return json.loads(raw)
 
 
-def write_json(data: dict, path: str | Path) -> None:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with NaN/inf as None, tuples as lists and numpy scalars as Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(data: Any, path: str | Path) -> None:
+    """Write strict JSON (NaN as null) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    text = json.dumps(jsonable(data), indent=2, sort_keys=True, default=str, allow_nan=False)
+    tmp.write_text(text + "\n")
     tmp.replace(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -12,24 +11,6 @@ import pandas as pd
 
 from .evaluation import auroc, reliability_curve
 from .features import FEATURE_NAMES
-
-
-def jsonable(obj: Any) -> Any:
-    """obj with NaN/inf as None and numpy scalars as Python ones (strict JSON)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(obj: Any, path: str | Path) -> None:
-    """Write strict JSON (NaN -> null)."""
-    Path(path).write_text(json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n")
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

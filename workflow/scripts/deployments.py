@@ -5,7 +5,7 @@ import logging
 import pandas as pd
 
 from entropy_sentinel import sweep
-from entropy_sentinel.reports import write_json
+from entropy_sentinel.provenance import write_json
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 
