@@ -125,3 +125,22 @@ def test_dry_run_lists_pending_jobs(tiny_model, tmp_path, capsys):
     run_snakemake(workdir, dryrun=True)
     assert not (workdir / "results").exists()
     shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
+
+
+def test_reordered_config_keys_leave_nothing_to_do(tiny_model, tmp_path):
+    config = tiny_config(tiny_model)
+    config["benchmarks"]["synthetic"]["n_per_domain"] = 2
+    workdir = make_workdir(tmp_path, config)
+    run_snakemake(workdir, targets={"results/features/tiny/synthetic.parquet"})
+    stamps = {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.parquet")}
+
+    def reversed_keys(value):
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        return value
+
+    (workdir / "config" / "config.yaml").write_text(
+        yaml.safe_dump(reversed_keys(config), sort_keys=False)
+    )
+    run_snakemake(workdir, targets={"results/features/tiny/synthetic.parquet"})
+    assert stamps == {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.parquet")}

@@ -15,6 +15,15 @@ class ConfigError(ValueError):
     """A configuration problem, with the offending key in the message."""
 
 
+def sorted_keys(value):
+    """``value`` with every mapping's keys in sorted order (recursively)."""
+    if isinstance(value, dict):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
 class WorkflowPlan:
     def __init__(self, config: dict):
         self.config = config

@@ -5,9 +5,13 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from entropy_sentinel.plan import ConfigError, WorkflowPlan  # noqa: E402
+from entropy_sentinel.plan import ConfigError, WorkflowPlan, sorted_keys  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
+# Snakemake compares params in key order: reordering a config file must not rerun any job.
+canonical_config = sorted_keys(config)
+config.clear()
+config.update(canonical_config)
 try:
     PLAN = WorkflowPlan(config)
 except ConfigError as error:
