@@ -132,6 +132,22 @@ def error_row(item_id: str, error: object, prompt_tokens: int | None = None) -> 
     return row
 
 
+def render_chat(tokenizer, messages: list[dict], settings: GenerationSettings) -> str:
+    """Apply the model's chat template (a plain transcript if it has none)."""
+    if settings.system_prompt:
+        messages = [{"role": "system", "content": settings.system_prompt}, *messages]
+    if not tokenizer.chat_template:
+        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
+        return "\n".join(turns) + "\nAssistant:"
+    kwargs = {}
+    if settings.enable_thinking is not None:
+        kwargs["enable_thinking"] = settings.enable_thinking
+    kwargs.update(settings.extra.get("chat_template_kwargs", {}))  # e.g. reasoning_effort
+    return tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=True, **kwargs
+    )
+
+
 BACKENDS = ("transformers", "vllm")
 
 

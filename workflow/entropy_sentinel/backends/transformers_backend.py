@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask
+from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask, render_chat
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +94,7 @@ class TransformersBackend:
         return sorted(set(ids))
 
     def render_prompt(self, messages: list[dict]) -> str:
-        """Apply the model's chat template (a plain transcript if it has none)."""
-        if self.settings.system_prompt:
-            messages = [{"role": "system", "content": self.settings.system_prompt}, *messages]
-        if self.tokenizer.chat_template:
-            kwargs = {}
-            if self.settings.enable_thinking is not None:
-                kwargs["enable_thinking"] = self.settings.enable_thinking
-            kwargs.update(self.settings.extra.get("chat_template_kwargs", {}))  # reasoning_effort…
-            return self.tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True, **kwargs
-            )
-        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-        return "\n".join(turns) + "\nAssistant:"
+        return render_chat(self.tokenizer, messages, self.settings)
 
     def provenance(self) -> dict:
         return {

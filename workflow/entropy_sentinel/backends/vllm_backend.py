@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask
+from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask, render_chat
 
 log = logging.getLogger(__name__)
 
@@ -58,15 +58,7 @@ class VLLMBackend:
         )
 
     def render_prompt(self, messages: list[dict]) -> str:
-        if self.settings.system_prompt:
-            messages = [{"role": "system", "content": self.settings.system_prompt}, *messages]
-        kwargs = {}
-        if self.settings.enable_thinking is not None:
-            kwargs["enable_thinking"] = self.settings.enable_thinking
-        kwargs.update(self.settings.extra.get("chat_template_kwargs", {}))  # reasoning_effort…
-        return self.tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True, **kwargs
-        )
+        return render_chat(self.tokenizer, messages, self.settings)
 
     def provenance(self) -> dict:
         import vllm
