@@ -5,6 +5,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from entropy_sentinel.cost import pending_cost_report  # noqa: E402
 from entropy_sentinel.plan import ConfigError, WorkflowPlan, sorted_keys  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -16,8 +17,6 @@ try:
     PLAN = WorkflowPlan(config)
 except ConfigError as error:
     raise WorkflowError(f"Invalid configuration: {error}") from None
-
-from entropy_sentinel.cost import pending_cost_report  # noqa: E402
 
 if workflow.is_main_process and (cost_report := pending_cost_report(config, PLAN)):
     print(cost_report, file=sys.stderr)
@@ -32,9 +31,10 @@ wildcard_constraints:
     shard=r"\d+",
 
 
-def shard_files(wildcards):
+def generation_files(wildcards, kind="shard"):
+    """The shard-N (or retry-N) files of one (model, benchmark) pair."""
     return [
-        f"results/generations/{wildcards.model}/{wildcards.benchmark}/shard-{shard}.parquet"
+        f"results/generations/{wildcards.model}/{wildcards.benchmark}/{kind}-{shard}.parquet"
         for shard in range(PLAN.n_shards(wildcards.benchmark))
     ]
 
@@ -43,10 +43,7 @@ def retry_files(wildcards):
     """Regenerated truncated items, when generation.retry_truncated is enabled."""
     if not config["generation"].get("retry_truncated", {}).get("enabled", False):
         return []
-    return [
-        f"results/generations/{wildcards.model}/{wildcards.benchmark}/retry-{shard}.parquet"
-        for shard in range(PLAN.n_shards(wildcards.benchmark))
-    ]
+    return generation_files(wildcards, kind="retry")
 
 
 def feature_files(wildcards):

@@ -1,7 +1,7 @@
 rule features:
     """Entropy profiles and the 17 features per response, joined with grades and split."""
     input:
-        shards=shard_files,
+        shards=generation_files,
         retries=retry_files,
         grades="results/grades/{model}/{benchmark}.parquet",
         benchmark="resources/benchmarks/{benchmark}.parquet",

@@ -1,7 +1,7 @@
 rule grade:
     """Grade every response of a (model, benchmark) pair into a separate table."""
     input:
-        shards=shard_files,
+        shards=generation_files,
         retries=retry_files,
         benchmark="resources/benchmarks/{benchmark}.parquet",
     output:
