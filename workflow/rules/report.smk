@@ -1,29 +1,21 @@
 # Figures for `snakemake --report`: PNGs marked with report(), captions in workflow/report/.
 # REPORT_TARGETS lists them for `rule all`; the sweep figure only when the sweep is enabled.
 
-REPORT_MODELS = list(config["models"])
 REPORT_FIGURES = ["estimates", "es_vs_atc", "feature_auroc", "reliability"]
 REPORT_TARGETS = expand("results/report/{figure}.png", figure=REPORT_FIGURES)
 if config.get("sweep", {}).get("enabled", False):
     REPORT_TARGETS.append("results/report/mae_vs_k.png")
 
 
-def evaluation_outputs(name):
-    # resolved lazily so that the order of `include:` statements does not matter
-    return lambda wildcards: expand(
-        getattr(rules.evaluate.output, name), model=REPORT_MODELS
-    )
-
-
 rule report_figures:
     input:
-        slices=evaluation_outputs("slices"),
-        metrics=evaluation_outputs("metrics"),
-        estimator=evaluation_outputs("estimator"),
+        slices=expand("results/evaluation/{model}/slices.csv", model=MODELS),
+        metrics=expand("results/evaluation/{model}/metrics.json", model=MODELS),
+        estimator=expand("results/evaluation/{model}/estimator.skops", model=MODELS),
         features=expand(
             "results/features/{model}/{benchmark}.parquet",
-            model=REPORT_MODELS,
-            benchmark=list(config["benchmarks"]),
+            model=MODELS,
+            benchmark=BENCHMARKS,
         ),
     output:
         estimates=report(
@@ -55,7 +47,7 @@ rule report_figures:
         mem_mb=4000,
         runtime=30,
     params:
-        models=REPORT_MODELS,
+        models=MODELS,
         slice_by=config["estimator"].get("slice_by", "benchmark"),
     script:
         "../scripts/report_figures.py"
