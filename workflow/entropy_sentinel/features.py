@@ -1,6 +1,9 @@
 """The 17 features of an entropy profile and its sampled-token log-probabilities.
 
-Definitions (fixed here once, unit-tested; they repair the reference's inconsistencies):
+Two definition sets (``features.definitions``); names and order are the same in both.
+
+``standard`` (the default: fixed here once, unit-tested; it repairs the reference's
+inconsistencies, §9.10):
 
 =====  ==========  =====================================================================
 index  name        definition, with p = entropy profile (length T), nll_t = -log p(y_t)
@@ -20,13 +23,36 @@ index  name        definition, with p = entropy profile (length T), nll_t = -log
 16     ppl         exp(nll_avg): perplexity
 =====  ==========  =====================================================================
 
-An empty response (T=0) has no profile: every feature is NaN and the row is flagged, so
-the estimator stage can drop it and count it instead of training on a made-up value.
+``paper`` (reference §4.2, the original's torch code, to reproduce the paper's numbers):
+std is unbiased (N-1), so NaN for T=1, and with it skewness and kurtosis;
+skewness = mean((p-mean)^3) / (std^3 + 1e-8); kurtosis = mean((p-mean)^4) / (std^4 + 1e-8),
+non-excess (Pearson); lntp = sum(nll * log(nll + 1e-8)); mtp = max(nll * log(nll + 1e-8));
+ppl = exp(nll_avg); the rest as above. The original held p and nll as float32 torch tensors,
+so these are computed in float32 too (numpy, same formulas and interpolation): the +1e-8
+terms, overflow and rounding then behave as they did there. Values agree with that torch code
+to float32 rounding (the tests check it against torch).
+
+Feature sets (``FEATURE_SETS``): 17D (all), 14D, 10D (0-9), 3D (max, se_sum, nll_sum), 1D
+(se_sum). Under the standard definitions lntp = exp(-nll_avg) = 1/ppl and mtp = exp(-nll_max)
+are monotone transforms of nll_avg and nll_max, and so is ppl: 17D holds three duplicates,
+which add nothing to a tree and skew an L1 penalty or an MLP toward the NLL family. 14D is 17D
+without them.
+
+An empty response (T=0), or one with no steps in the chosen ``segment``, has no profile:
+every feature is NaN and the row is flagged, so the estimator stage can drop it and count it
+instead of training on a made-up value.
 """
 
 from __future__ import annotations
 
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+
 import numpy as np
+
+from .entropy import ENTROPY_VARIANTS, MissingFullEntropyError, entropy_profile, stack_steps
 
 DISTRIBUTION_FEATURES = (
     "mean",
@@ -45,38 +71,151 @@ FEATURE_NAMES = (*DISTRIBUTION_FEATURES, "se_sum", *LOGPROB_FEATURES)
 
 FEATURE_SETS = {
     "17D": FEATURE_NAMES,
+    "14D": tuple(n for n in FEATURE_NAMES if n not in ("lntp", "mtp", "ppl")),
     "10D": DISTRIBUTION_FEATURES,
     "3D": ("max", "se_sum", "nll_sum"),
     "1D": ("se_sum",),
 }
 
+DEFINITIONS = ("standard", "paper")
+SEGMENTS = ("all", "answer", "reasoning")
+LOGPROBS_MODES = ("raw", "processed")
+PROVENANCE_KEY = "feature_spec"
+
 _QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
 _EPS = 1e-12
+_PAPER_EPS = np.float32(1e-8)
 
 
-def compute_features(profile: np.ndarray, sampled_logprobs: np.ndarray) -> dict[str, float]:
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Everything a feature row assumes: how it was computed and from what kind of rows.
+
+    ``k`` (the top-k width) and ``logprobs_mode`` describe the generation rows; ``None``
+    means unknown and never counts as a mismatch.
+    """
+
+    definitions: str = "standard"
+    entropy: str = "topk"
+    segment: str = "all"
+    k: int | None = None
+    logprobs_mode: str | None = None
+
+    def __post_init__(self):
+        for key, allowed in (
+            ("definitions", DEFINITIONS),
+            ("entropy", ENTROPY_VARIANTS),
+            ("segment", SEGMENTS),
+            ("logprobs_mode", (*LOGPROBS_MODES, None)),
+        ):
+            value = getattr(self, key)
+            if value not in allowed:
+                choices = ", ".join(repr(a) for a in allowed)
+                raise ValueError(f"feature spec key {key!r} is {value!r}; allowed: {choices}")
+        k = self.k
+        if k is not None and (isinstance(k, bool) or not isinstance(k, numbers.Integral) or k < 1):
+            raise ValueError(f"feature spec key 'k' is {k!r}; allowed: a positive integer or None")
+        if k is not None:
+            object.__setattr__(self, "k", int(k))
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> FeatureSpec:
+        """A spec from a mapping such as the ``features:`` config block or ``as_dict()``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown feature spec keys {unknown}; allowed: {sorted(known)}")
+        return cls(**data)
+
+    def mismatches(
+        self,
+        other: FeatureSpec,
+        *,
+        ours: str = "estimator trained on",
+        theirs: str = "rows computed with",
+    ) -> list[str]:
+        """Human-readable differences from ``other``, one per key; unknown (None) never differs."""
+        found = []
+        for f in fields(self):
+            mine, their = getattr(self, f.name), getattr(other, f.name)
+            if mine is not None and their is not None and mine != their:
+                found.append(f"{f.name}: {ours} {mine!r}, {theirs} {their!r}")
+        return found
+
+    def for_rows(self, generations) -> FeatureSpec:
+        """This spec with ``k`` and ``logprobs_mode`` read from generation rows.
+
+        Raises ValueError when the rows disagree among themselves or with a known value here.
+        """
+        found = {"k": _topk_widths(generations), "logprobs_mode": _logprobs_modes(generations)}
+        resolved = {}
+        for key, values in found.items():
+            if len(values) > 1:
+                listing = "; ".join(
+                    f"{v!r} in {len(ids)} rows (e.g. {ids[0]!r})" for v, ids in values.items()
+                )
+                raise ValueError(f"generation rows disagree on {key}: {listing}")
+            known = getattr(self, key)
+            value = next(iter(values), known)
+            if known is not None and value != known:
+                raise ValueError(f"feature spec has {key}={known!r} but the rows have {value!r}")
+            resolved[key] = value
+        return replace(self, **resolved)
+
+
+def _topk_widths(generations) -> dict[int, list]:
+    """Top-k width of each non-empty row -> the item ids that have it."""
+    widths: dict = {}
+    for item_id, steps in zip(generations["item_id"], generations["topk_logprobs"], strict=True):
+        if steps is not None and len(steps):
+            widths.setdefault(len(steps[0]), []).append(item_id)
+    return widths
+
+
+def _logprobs_modes(generations) -> dict[str, list]:
+    """``logprobs_mode`` of each row that has one (error rows have none) -> its item ids."""
+    modes: dict = {}
+    if "logprobs_mode" in generations:
+        for item_id, mode in zip(generations["item_id"], generations["logprobs_mode"], strict=True):
+            if isinstance(mode, str):
+                modes.setdefault(mode, []).append(item_id)
+    return modes
+
+
+def compute_features(
+    profile: np.ndarray, sampled_logprobs: np.ndarray, definitions: str = "standard"
+) -> dict[str, float]:
     """The 17 named features of one response; see the module docstring for definitions."""
+    if definitions not in DEFINITIONS:
+        raise ValueError(
+            f"unknown feature definitions {definitions!r}; choose one of {DEFINITIONS}"
+        )
     p = np.asarray(profile, dtype=np.float64)
     lp = np.asarray(sampled_logprobs, dtype=np.float64)
     if p.size == 0 or lp.size == 0:
         return dict.fromkeys(FEATURE_NAMES, float("nan"))
     if p.shape != lp.shape:
         raise ValueError(f"profile has {p.size} steps but sampled log-probs have {lp.size}")
+    values = _paper(p, lp) if definitions == "paper" else _standard(p, lp)
+    return {name: float(values[name]) for name in FEATURE_NAMES}
 
+
+def _standard(p: np.ndarray, lp: np.ndarray) -> dict:
     mean = p.mean()
     centred = p - mean
     std = np.sqrt(np.mean(centred**2))
     degenerate = std < _EPS
-    skewness = 0.0 if degenerate else np.mean(centred**3) / std**3
-    kurtosis = 0.0 if degenerate else np.mean(centred**4) / std**4 - 3.0
     nll = -lp
-    values = {
+    return {
         "mean": mean,
         "std": std,
         "max": p.max(),
         **{f"q{round(q * 100)}": np.quantile(p, q) for q in _QUANTILES},
-        "skewness": skewness,
-        "kurtosis": kurtosis,
+        "skewness": 0.0 if degenerate else np.mean(centred**3) / std**3,
+        "kurtosis": 0.0 if degenerate else np.mean(centred**4) / std**4 - 3.0,
         "se_sum": p.sum(),
         "nll_avg": nll.mean(),
         "nll_max": nll.max(),
@@ -85,38 +224,134 @@ def compute_features(profile: np.ndarray, sampled_logprobs: np.ndarray) -> dict[
         "mtp": np.exp(lp.min()),
         "ppl": np.exp(nll.mean()),
     }
-    return {name: float(values[name]) for name in FEATURE_NAMES}
+
+
+def _paper(p: np.ndarray, lp: np.ndarray) -> dict:
+    p = p.astype(np.float32)
+    nll = (-lp).astype(np.float32)
+    mean = p.mean(dtype=np.float32)
+    centred = p - mean
+    # torch.std: unbiased; NaN for a single step (numpy would warn and divide by zero)
+    std = (
+        np.sqrt((centred**2).sum(dtype=np.float32) / np.float32(p.size - 1))
+        if p.size > 1
+        else np.float32("nan")
+    )
+    nll_log_nll = nll * np.log(nll + _PAPER_EPS)
+    nll_avg = nll.mean(dtype=np.float32)
+    return {
+        "mean": mean,
+        "std": std,
+        "max": p.max(),
+        **{f"q{round(q * 100)}": np.quantile(p, np.float32(q)) for q in _QUANTILES},
+        "skewness": (centred**3).mean(dtype=np.float32) / (std**3 + _PAPER_EPS),
+        "kurtosis": (centred**4).mean(dtype=np.float32) / (std**4 + _PAPER_EPS),
+        "se_sum": p.sum(dtype=np.float32),
+        "nll_avg": nll_avg,
+        "nll_max": nll.max(),
+        "nll_sum": nll.sum(dtype=np.float32),
+        "lntp": nll_log_nll.sum(dtype=np.float32),
+        "mtp": nll_log_nll.max(),
+        "ppl": np.exp(nll_avg),
+    }
+
+
+def segment_mask(segment: str, is_reasoning, steps: int) -> np.ndarray | None:
+    """Boolean mask of the steps in ``segment`` (None for "all": every step)."""
+    if segment not in SEGMENTS:
+        raise ValueError(f"unknown segment {segment!r}; choose one of {SEGMENTS}")
+    if segment == "all":
+        return None
+    if is_reasoning is None:
+        raise ValueError(
+            f"features.segment {segment!r} needs the per-step is_reasoning column of the "
+            "generation rows, which is missing; regenerate, or use segment 'all'"
+        )
+    reasoning = np.asarray(is_reasoning, dtype=bool).reshape(-1)
+    if reasoning.size != steps:
+        raise ValueError(f"is_reasoning has {reasoning.size} steps but the response has {steps}")
+    return reasoning if segment == "reasoning" else ~reasoning
+
+
+def response_features(
+    topk_logprobs,
+    sampled_logprobs,
+    spec: FeatureSpec | None = None,
+    *,
+    full_entropy=None,
+    is_reasoning=None,
+    sampled_in_topk=None,
+) -> dict[str, float]:
+    """The 17 named features of one response under ``spec`` (default: ``FeatureSpec()``).
+
+    Arguments are one generation row's per-step columns (``topk_logprobs`` is steps × k).
+    ``spec.k`` and ``spec.logprobs_mode`` only describe the rows and are not used here.
+    """
+    spec = spec or FeatureSpec()
+    sampled = np.asarray(sampled_logprobs if sampled_logprobs is not None else [], dtype=np.float64)
+    if sampled.size == 0:
+        return dict.fromkeys(FEATURE_NAMES, float("nan"))
+    topk = stack_steps(topk_logprobs)
+    mask = segment_mask(spec.segment, is_reasoning, sampled.size)
+    if mask is not None:
+        if not mask.any():
+            return dict.fromkeys(FEATURE_NAMES, float("nan"))
+        topk, sampled = topk[mask], sampled[mask]
+        sampled_in_topk = (
+            None if sampled_in_topk is None else np.asarray(sampled_in_topk, bool)[mask]
+        )
+        if full_entropy is not None:
+            full_entropy = np.asarray(full_entropy, dtype=np.float64)[mask]
+    profile = entropy_profile(
+        topk,
+        spec.entropy,
+        sampled_logprobs=sampled,
+        sampled_in_topk=sampled_in_topk,
+        full_entropy=full_entropy,
+    )
+    return compute_features(profile, sampled, spec.definitions)
 
 
 def feature_table(
-    generations,
-    grades,
-    benchmark,
-    split: dict[str, list[str]],
-    entropy_variant: str = "topk",
+    generations, grades, benchmark, split: dict[str, list[str]], spec: FeatureSpec | None = None
 ):
     """One row per response: ids, slice labels, split, correctness and the 17 features.
 
     Inputs are DataFrames: generation rows, grade rows (``item_id``, ``correct``), the
-    normalised benchmark and its persisted split. Responses with no tokens get NaN features
-    (the estimator stage drops and counts them).
+    normalised benchmark and its persisted split. ``spec`` (default ``FeatureSpec()``) says how
+    to compute; its known ``k``/``logprobs_mode`` must match the rows. Responses with no tokens,
+    or none in the chosen segment, get NaN features and ``segment_tokens`` 0 (the estimator
+    stage drops and counts them).
     """
     import pandas as pd
 
-    from .entropy import entropy_profile, stack_steps
-
+    spec = (spec or FeatureSpec()).for_rows(generations)
+    if spec.entropy == "full":
+        _require_full_entropy(generations)
     test_ids = set(split["test"])
     rows = []
     for gen in generations.itertuples(index=False):
-        profile = entropy_profile(stack_steps(gen.topk_logprobs), entropy_variant)
-        sampled = np.asarray(gen.sampled_logprobs if gen.n_tokens else [], dtype=np.float64)
+        n_tokens = int(gen.n_tokens or 0)
+        features = response_features(
+            gen.topk_logprobs,
+            gen.sampled_logprobs if n_tokens else None,
+            spec,
+            full_entropy=getattr(gen, "full_entropy", None),
+            is_reasoning=getattr(gen, "is_reasoning", None),
+            sampled_in_topk=getattr(gen, "sampled_in_topk", None),
+        )
+        if spec.segment == "all" or not n_tokens:
+            segment_tokens = n_tokens
+        else:
+            segment_tokens = int(segment_mask(spec.segment, gen.is_reasoning, n_tokens).sum())
         rows.append(
             {
                 "item_id": gen.item_id,
-                "n_tokens": int(gen.n_tokens or 0),
+                "n_tokens": n_tokens,
+                "segment_tokens": segment_tokens,
                 "finish_reason": gen.finish_reason,
                 "truncated": gen.finish_reason == "length",
-                **compute_features(profile, sampled),
+                **features,
             }
         )
     table = pd.DataFrame(rows)
@@ -125,5 +360,63 @@ def feature_table(
     table = table.merge(grades[["item_id", "correct"]], on="item_id", how="left")
     table["split"] = np.where(table["item_id"].isin(test_ids), "test", "train")
     leading = ["item_id", "benchmark", "domain", "split", "correct", "n_tokens"]
-    rest = ["finish_reason", "truncated", *FEATURE_NAMES]
+    rest = ["segment_tokens", "finish_reason", "truncated", *FEATURE_NAMES]
     return table[leading + rest]
+
+
+def _require_full_entropy(generations) -> None:
+    if "full_entropy" not in generations:
+        raise MissingFullEntropyError(
+            "entropy variant 'full' needs the full_entropy column, which these generation rows "
+            "lack; use features.entropy: topk or topk_sampled"
+        )
+    missing = [
+        item_id
+        for item_id, n, full in zip(
+            generations["item_id"],
+            generations["n_tokens"],
+            generations["full_entropy"],
+            strict=True,
+        )
+        if (n or 0) > 0 and full is None
+    ]
+    if missing:
+        raise MissingFullEntropyError(
+            "entropy variant 'full' needs the full_entropy column, which is null in "
+            f"{len(missing)} of {len(generations)} responses (e.g. {missing[0]!r}): the vLLM "
+            "backend does not report full-vocabulary entropy. Use features.entropy: topk or "
+            "topk_sampled, or generate with the transformers backend"
+        )
+
+
+def read_feature_spec(paths: str | Path | Iterable[str | Path]) -> FeatureSpec:
+    """The feature spec stored in one or more feature Parquet files (they must agree).
+
+    Unknown (None) ``k``/``logprobs_mode`` in one file is filled from the others.
+    """
+    from .provenance import read_provenance
+
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    if not paths:
+        raise ValueError("read_feature_spec needs at least one feature file")
+    stored = {str(path): read_provenance(path).get(PROVENANCE_KEY) for path in paths}
+    lacking = [path for path, spec in stored.items() if spec is None]
+    if lacking:
+        raise ValueError(
+            f"no {PROVENANCE_KEY!r} in the provenance of {', '.join(lacking)}: written before "
+            "feature specs were recorded; re-run the features rule for them"
+        )
+    specs = {path: FeatureSpec.from_dict(spec) for path, spec in stored.items()}
+    agreed, conflicts = {}, []
+    for f in fields(FeatureSpec):
+        where: dict = {}
+        for path, spec in specs.items():
+            if (value := getattr(spec, f.name)) is not None:
+                where.setdefault(value, []).append(path)
+        if len(where) > 1:
+            listing = "; ".join(f"{v!r} in {', '.join(ps)}" for v, ps in where.items())
+            conflicts.append(f"{f.name}: {listing}")
+        agreed[f.name] = next(iter(where), None)
+    if conflicts:
+        raise ValueError("feature files disagree on their feature spec: " + " | ".join(conflicts))
+    return FeatureSpec(**agreed)

@@ -1,5 +1,9 @@
 rule features:
-    """Entropy profiles and the 17 features per response, joined with grades and split."""
+    """Entropy profiles and the 17 features per response, joined with grades and split.
+
+    The feature spec (definitions, entropy variant, segment, and the rows' k and logprobs mode)
+    is stored in the output's provenance, so that an estimator can refuse rows made another way.
+    """
     input:
         shards=generation_files,
         retries=retry_files,
@@ -10,6 +14,8 @@ rule features:
         "results/features/{model}/{benchmark}.parquet",
     log:
         "logs/features/{model}/{benchmark}.log",
+    benchmark:
+        "logs/features/{model}/{benchmark}.benchmark.tsv"
     group:
         "postprocess"
     conda:
@@ -19,6 +25,6 @@ rule features:
         mem_mb=2000,
         runtime=30,
     params:
-        entropy=config.get("features", {}).get("entropy", "topk"),
+        spec=config["features"],
     script:
         "../scripts/features.py"
