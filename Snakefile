@@ -3,11 +3,6 @@
 # -> sweep (optional) -> report.
 
 
-if not workflow.overwrite_configfiles:
-
-    configfile: "config/config.yaml"
-
-
 include: "workflow/rules/common.smk"
 include: "workflow/rules/benchmarks.smk"
 include: "workflow/rules/models.smk"

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import shutil
+import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -100,31 +101,87 @@ def test_workflow_end_to_end(tiny_model, tmp_path):
     assert stamps == {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.parquet")}
 
 
+def snakemake_dry_run(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    """``snakemake -n`` as a user runs it, in ``workdir`` (its config/config.yaml is the demo's)."""
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "snakemake"), "-s", str(REPO / "Snakefile"), "-n", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def assert_no_job_was_planned(workdir: Path, run: subprocess.CompletedProcess, message: str):
+    output = run.stdout + run.stderr
+    assert run.returncode == 1, output
+    assert "Invalid configuration" in output and re.search(message, output), output
+    assert "Job stats" not in output and "rule " not in output  # the DAG was never built
+    assert not any((workdir / d).exists() for d in ("results", "resources", "logs"))
+
+
 @pytest.mark.parametrize(
     "mutate, message",
     [
         (lambda c: c.update(unknown_key=1), "unknown_key"),
-        (lambda c: c["generation"]["settings"].update(max_new_tokens="many"), "max_new_tokens"),
-        (lambda c: c["benchmarks"].update(x={"source": "ftp"}), "ftp"),
-        (lambda c: c["models"]["tiny"].update(source="torrent"), "torrent"),
-        (lambda c: c["benchmarks"].update(x={"source": "registry", "name": "nope"}), "nope"),
-        (lambda c: c["estimator"].update(train_slices=["no_such_domain"]), "no_such_domain"),
+        (
+            lambda c: c["generation"]["settings"].update(max_new_tokens="many"),
+            "generation.settings.max_new_tokens: 'many' is not of type 'integer'",
+        ),
+        (lambda c: c["benchmarks"].update(x={"source": "ftp"}), "benchmarks.x.source: 'ftp'"),
+        (lambda c: c["models"]["tiny"].update(source="torrent"), "models.tiny.source"),
+        (
+            lambda c: c["benchmarks"].update(x={"source": "registry", "name": "nope"}),
+            "benchmarks.x.name: unknown benchmark 'nope'",
+        ),
+        (
+            lambda c: c["estimator"].update(train_slices=["no_such_domain"]),
+            r"estimator.train_slices: \['no_such_domain'\]",
+        ),
+        (
+            lambda c: c["models"].update(g={"source": "gguf", "path": "absent.gguf"}),
+            "models.g.path: no such file absent.gguf",
+        ),
+        (
+            lambda c: c["models"].update(d={"source": "local", "path": "absent"}),
+            "models.d.path: absent does not exist",
+        ),
     ],
 )
-def test_bad_config_fails_before_any_job(tmp_path, mutate, message):
-    config = tiny_config(tmp_path / "model")
+def test_bad_config_fails_before_any_job(tiny_model, tmp_path, mutate, message):
+    config = tiny_config(tiny_model)
     mutate(config)
     workdir = make_workdir(tmp_path, config)
-    with pytest.raises(Exception, match=message):
-        run_snakemake(workdir, dryrun=True)
-    assert not (workdir / "results").exists() and not (workdir / "resources").exists()
+    assert_no_job_was_planned(workdir, snakemake_dry_run(workdir), message)
 
 
-def test_dry_run_lists_pending_jobs(tiny_model, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "\n  tiny:\n    source: hub\n    repo_id: a/b\n",
+            r"config\.yaml:\d+:3: duplicate key models\.tiny",
+        ),
+        ("\n  broken: [1\n", r"config\.yaml:\d+:\d+: YAML syntax error"),
+    ],
+)
+def test_bad_yaml_fails_before_any_job(tiny_model, tmp_path, text, message):
+    """The demo config path (no --configfile): Snakemake's own loader would hide both."""
     workdir = make_workdir(tmp_path, tiny_config(tiny_model))
-    run_snakemake(workdir, dryrun=True)
+    path = workdir / "config" / "config.yaml"
+    path.write_text(path.read_text().replace("models:", "models:" + text, 1))
+    assert_no_job_was_planned(workdir, snakemake_dry_run(workdir), message)
+
+
+def test_dry_run_lists_pending_jobs(tiny_model, tmp_path):
+    workdir = make_workdir(tmp_path, tiny_config(tiny_model))
+    run = snakemake_dry_run(workdir, "--cores", "2")
+    assert run.returncode == 0, run.stderr
+    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.MULTILINE))
+    # 30 items in shards of 16: two generation jobs, then one job per later stage
+    assert stats["generate"] == "2" and stats["grade"] == "1" and stats["features"] == "1"
+    assert stats["evaluate"] == "1" and stats["summary"] == "1"
     assert not (workdir / "results").exists()
-    shutil.rmtree(workdir / ".snakemake", ignore_errors=True)
 
 
 def test_reordered_config_keys_leave_nothing_to_do(tiny_model, tmp_path):

@@ -1,18 +1,30 @@
 """The workflow's plan: what the config asks for, checked before any job runs.
 
-JSON-Schema validation (in the Snakefile) catches unknown keys and wrong types; this module
-checks what a schema cannot: names that must exist, and how many shards each benchmark has.
+``plan_workflow`` is the one way a config becomes a plan (the Snakefile and the tests use it):
+JSON-Schema validation catches unknown keys and wrong types; ``WorkflowPlan`` checks what a
+schema cannot: names and files that must exist, and how many shards each benchmark has.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .benchmarks.registry import get_spec
 from .benchmarks.synthetic import DOMAINS
+from .config import SCHEMA, ConfigError, validate_config
 from .generation import count_shards
 
+__all__ = ["ConfigError", "WorkflowPlan", "plan_workflow", "sorted_keys"]
 
-class ConfigError(ValueError):
-    """A configuration problem, with the offending key in the message."""
+
+def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPlan:
+    """Validate ``config`` (in place: defaults filled, keys sorted) and plan the workflow."""
+    validate_config(config, schema_path)
+    # Snakemake compares params in key order: reordering a config file must not rerun any job.
+    canonical = sorted_keys(config)
+    config.clear()
+    config.update(canonical)
+    return WorkflowPlan(config)
 
 
 def sorted_keys(value):
@@ -30,9 +42,28 @@ class WorkflowPlan:
         self.models = list(config["models"])
         self.benchmarks = list(config["benchmarks"])
         self.shard_size = int(config["generation"].get("shard_size", 500))
+        for name, spec in config["models"].items():
+            self._check_model(name, spec)
         for name, settings in config["benchmarks"].items():
             self._check_benchmark(name, settings)
         self._check_estimator()
+
+    def _check_model(self, name: str, spec: dict) -> None:
+        if spec["source"] not in ("local", "gguf"):
+            return
+        path = Path(spec["path"])
+        key = f"models.{name}.path"
+        if spec["source"] == "gguf" and not path.is_file():
+            raise ConfigError(
+                f"{key}: no such file {path} (source: gguf needs an existing .gguf file; "
+                "fix the path or download the file first)"
+            )
+        if spec["source"] == "local" and not (path / "config.json").is_file():
+            problem = "has no config.json" if path.is_dir() else "does not exist"
+            raise ConfigError(
+                f"{key}: {path} {problem} (source: local needs a Hugging Face model folder "
+                "with config.json and weights; fix the path)"
+            )
 
     def _check_benchmark(self, name: str, settings: dict) -> None:
         key = f"benchmarks.{name}"

@@ -2,19 +2,30 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.utils import validate
-
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from entropy_sentinel.config import ConfigError, load_config_file  # noqa: E402
 from entropy_sentinel.cost import pending_cost_report  # noqa: E402
-from entropy_sentinel.plan import ConfigError, WorkflowPlan, sorted_keys  # noqa: E402
+from entropy_sentinel.plan import plan_workflow  # noqa: E402
 
-validate(config, schema="../schemas/config.schema.yaml")
-# Snakemake compares params in key order: reordering a config file must not rerun any job.
-canonical_config = sorted_keys(config)
-config.clear()
-config.update(canonical_config)
+DEMO_CONFIG = "config/config.yaml"
+CONFIG_FILES = workflow.overwrite_configfiles or [DEMO_CONFIG]
 try:
-    PLAN = WorkflowPlan(config)
+    # Strictly first: Snakemake's YAML loader keeps the last of two duplicate keys silently.
+    for config_file in CONFIG_FILES:
+        if Path(config_file).exists():
+            load_config_file(config_file)
+except ConfigError as error:
+    raise WorkflowError(f"Invalid configuration: {error}") from None
+
+if not workflow.overwrite_configfiles:
+
+    configfile: DEMO_CONFIG
+
+
+try:
+    PLAN = plan_workflow(
+        config, Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+    )
 except ConfigError as error:
     raise WorkflowError(f"Invalid configuration: {error}") from None
 

@@ -1,0 +1,95 @@
+"""The strict config loader and the plan's checks: each problem named by file, line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from entropy_sentinel.config import ConfigError, load_config_file, validate_config
+from entropy_sentinel.plan import plan_workflow
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def demo_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_duplicate_model_names_are_an_error_with_file_line_and_key(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        "models:\n"
+        "  tiny:\n"
+        "    source: hub\n"
+        "    repo_id: a/b\n"
+        "  tiny:\n"
+        "    source: local\n"
+        "    path: /models/tiny\n"
+    )
+    with pytest.raises(ConfigError, match=rf"{path}:5:3: duplicate key models\.tiny .*line 2"):
+        load_config_file(path)
+
+
+def test_nested_duplicate_keys_are_found(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("generation:\n  settings:\n    seed: 1\n    seed: 2\n")
+    with pytest.raises(ConfigError, match=r":4:5: duplicate key generation\.settings\.seed"):
+        load_config_file(path)
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_text("generation:\n  shard_size: [16\n  chunk_size: 4\n")
+    with pytest.raises(ConfigError, match=rf"^{path}:3:13: YAML syntax error: .*line 2"):
+        load_config_file(path)
+
+
+def test_a_valid_file_loads_as_plain_yaml():
+    path = REPO / "config" / "config.yaml"
+    assert load_config_file(path) == yaml.safe_load(path.read_text())
+
+
+def test_schema_errors_name_the_key_path():
+    config = demo_config()
+    config["generation"]["settings"]["max_new_tokens"] = "many"
+    del config["models"]["smollm2-135m"]["sha256"]
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config)
+    message = str(raised.value)
+    assert "generation.settings.max_new_tokens: 'many' is not of type 'integer'" in message
+    assert "models.smollm2-135m: 'sha256' is a required property" in message
+
+
+def test_validation_fills_schema_defaults():
+    config = demo_config()
+    del config["generation"]["chunk_size"]
+    validate_config(config)
+    assert config["generation"]["chunk_size"] == 32  # the schema's default
+
+
+@pytest.mark.parametrize(
+    "source, make, problem",
+    [
+        ("gguf", lambda d: d / "absent.gguf", "no such file"),
+        ("local", lambda d: d / "absent", "does not exist"),
+        ("local", lambda d: d, "has no config.json"),
+    ],
+)
+def test_local_model_sources_must_exist(tmp_path, source, make, problem):
+    config = demo_config()
+    config["models"] = {"mine": {"source": source, "path": str(make(tmp_path))}}
+    with pytest.raises(ConfigError, match=rf"^models\.mine\.path: .*{problem}.*fix the path"):
+        plan_workflow(config)
+
+
+def test_existing_local_model_sources_pass(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    config = demo_config()
+    config["models"] = {
+        "folder": {"source": "local", "path": str(tmp_path)},
+        "file": {"source": "gguf", "path": str(tmp_path / "m.gguf")},
+    }
+    assert plan_workflow(config).models == ["file", "folder"]
