@@ -1,8 +1,8 @@
 """The workflow's plan: what the config asks for, checked before any job runs.
 
 ``plan_workflow`` is the one way a config becomes a plan (the Snakefile and the tests use it):
-JSON-Schema validation catches unknown keys and wrong types; ``WorkflowPlan`` checks what a
-schema cannot: names and files that must exist, and how many shards each benchmark has.
+JSON-Schema validation catches unknown keys and wrong types; the rest checks what a schema
+cannot: names and files that must exist, and how many shards each benchmark has.
 """
 
 from __future__ import annotations
@@ -24,7 +24,28 @@ def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPla
     canonical = sorted_keys(config)
     config.clear()
     config.update(canonical)
+    for name, spec in config["models"].items():
+        check_model_source(name, spec)
     return WorkflowPlan(config)
+
+
+def check_model_source(name: str, spec: dict) -> None:
+    """A ``local`` folder or ``gguf`` file must exist before any job runs."""
+    if spec["source"] not in ("local", "gguf"):
+        return
+    path = Path(spec["path"])
+    key = f"models.{name}.path"
+    if spec["source"] == "gguf" and not path.is_file():
+        raise ConfigError(
+            f"{key}: no such file {path} (source: gguf needs an existing .gguf file; "
+            "fix the path or download the file first)"
+        )
+    if spec["source"] == "local" and not (path / "config.json").is_file():
+        problem = "has no config.json" if path.is_dir() else "does not exist"
+        raise ConfigError(
+            f"{key}: {path} {problem} (source: local needs a Hugging Face model folder "
+            "with config.json and weights; fix the path)"
+        )
 
 
 def sorted_keys(value):
@@ -42,28 +63,9 @@ class WorkflowPlan:
         self.models = list(config["models"])
         self.benchmarks = list(config["benchmarks"])
         self.shard_size = int(config["generation"].get("shard_size", 500))
-        for name, spec in config["models"].items():
-            self._check_model(name, spec)
         for name, settings in config["benchmarks"].items():
             self._check_benchmark(name, settings)
         self._check_estimator()
-
-    def _check_model(self, name: str, spec: dict) -> None:
-        if spec["source"] not in ("local", "gguf"):
-            return
-        path = Path(spec["path"])
-        key = f"models.{name}.path"
-        if spec["source"] == "gguf" and not path.is_file():
-            raise ConfigError(
-                f"{key}: no such file {path} (source: gguf needs an existing .gguf file; "
-                "fix the path or download the file first)"
-            )
-        if spec["source"] == "local" and not (path / "config.json").is_file():
-            problem = "has no config.json" if path.is_dir() else "does not exist"
-            raise ConfigError(
-                f"{key}: {path} {problem} (source: local needs a Hugging Face model folder "
-                "with config.json and weights; fix the path)"
-            )
 
     def _check_benchmark(self, name: str, settings: dict) -> None:
         key = f"benchmarks.{name}"
