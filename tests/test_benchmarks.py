@@ -179,3 +179,37 @@ def test_stratified_split_gives_every_stratum_its_share():
     shuffled = list(zip(ids, strata, strict=True))[::-1]
     again = make_split([i for i, _ in shuffled], 0.2, 7, strata=[s for _, s in shuffled])
     assert again == split
+
+
+FILE_SETTINGS = {"source": "file", "question_field": "q", "answer_field": "a"}
+
+
+def test_bytes_that_are_not_utf8_skip_only_their_row(tmp_path):
+    path = tmp_path / "mine.jsonl"
+    good = [json.dumps({"q": f"What is {n}+{n}?", "a": str(2 * n)}).encode() for n in range(3)]
+    bad = json.dumps({"q": "caf\u00e9 + 1?", "a": "2"}, ensure_ascii=False).encode()
+    bad = bad.replace(b"\xc3\xa9", b"\xe9")  # Latin-1, not UTF-8
+    path.write_bytes(b"\n".join([good[0], bad, good[1], b"[1, 2]", good[2]]) + b"\n")
+    settings = FILE_SETTINGS | {"path": str(path), "answer_type": "integer"}
+    frame = load_benchmark("mine", settings)
+    assert list(frame["reference"]) == ["0", "2", "4"]  # every valid row is kept
+    assert frame.attrs["skipped"] == {"not UTF-8": 1, "not a JSON object": 1}
+    assert frame.attrs["skipped_rows"] == [
+        f"{path}:2: not UTF-8 (byte 0xe9 at column 11)",
+        f"{path}:4: not a JSON object",
+    ]
+
+
+def test_bad_rows_of_csv_and_json_files_are_named_by_place(tmp_path):
+    csv = tmp_path / "mine.csv"
+    csv.write_bytes(b"q,a\nWhat is 1+1?,2\nWhat is \xff?,3\n,4\nWhat is 2+2?,4\n")
+    frame = load_benchmark("m", FILE_SETTINGS | {"path": str(csv), "answer_type": "integer"})
+    assert list(frame["reference"]) == ["2", "4"]
+    assert frame.attrs["skipped_rows"] == [
+        f"{csv}:row 3: not UTF-8",
+        f"{csv}:row 4: empty question",
+    ]
+    data = tmp_path / "mine.json"
+    data.write_text(json.dumps([{"q": "What is 1+1?", "a": "2"}, "text", {"q": "x", "a": "y"}]))
+    frame = load_benchmark("m", FILE_SETTINGS | {"path": str(data), "answer_type": "integer"})
+    assert frame.attrs["skipped_rows"] == [f"{data}:item 2: not a JSON object"]

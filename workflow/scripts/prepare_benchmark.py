@@ -18,7 +18,8 @@ provenance = {
     "benchmark": name,
     "settings": settings,
     "fingerprint": fingerprint,
-    "skipped_rows": table.attrs.get("skipped", {}),
+    "skipped": table.attrs.get("skipped", {}),
+    "skipped_rows": table.attrs.get("skipped_rows", []),  # "file:line: reason", one per row
     "written_at": now(),
 }
 split = make_split(table["item_id"], strata=table["domain"], **snakemake.params.split)

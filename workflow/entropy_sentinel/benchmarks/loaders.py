@@ -1,8 +1,10 @@
 """Load any benchmark into the normalised schema: registry (local files or Hub), user file, demo.
 
 ``load_benchmark(name, settings)`` is the single entry point. Rows that cannot be used
-(empty question or answer, an image the text needs, a duplicate) are skipped and counted,
-never fatal: the counts are logged and left in ``frame.attrs["skipped"]``.
+(bytes that are not UTF-8, invalid JSON, empty question or answer, an image the text needs, a
+duplicate) are skipped and counted, never fatal: the counts are logged and left in
+``frame.attrs["skipped"]``, and each skipped row's place (``file:line``) and reason in
+``frame.attrs["skipped_rows"]``.
 """
 
 from __future__ import annotations
@@ -35,35 +37,78 @@ class SkipRow(Exception):
 # ---------------------------------------------------------------- reading files
 
 
-def read_records(path: str | Path) -> list[dict]:
-    """The records of a .jsonl, .json (list, or dict of lists/records), .csv or .parquet file."""
+BAD = "__bad__"  # a record that could not be read: the value is the reason
+WHERE = "__where__"  # where a record came from: "file:line" (or "file:row N")
+
+
+def located_records(path: str | Path) -> list[dict]:
+    """The records of a .jsonl, .json (list, or dict of lists/records), .csv or .parquet file.
+
+    Each record carries its place in ``record[WHERE]``; one that cannot be read (bytes that are
+    not UTF-8, invalid JSON, not an object) holds only its place and ``record[BAD]``.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        records = []
-        with path.open(encoding="utf-8") as handle:
-            for line_no, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    records.append({"__bad__": f"invalid JSON on line {line_no}"})
-        return records
+        return [_jsonl_record(raw, f"{path}:{n}") for n, raw in _lines(path) if raw.strip()]
     if suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_bytes().decode("utf-8", errors="surrogateescape"))
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             data = lists[0] if len(lists) == 1 else list(data.values())
-        return [r if isinstance(r, dict) else {"__bad__": "not an object"} for r in data]
+        records = [r if isinstance(r, dict) else {BAD: "not a JSON object"} for r in data]
+        return [_checked(r, f"{path}:item {n}") for n, r in enumerate(records, 1)]
     if suffix in (".csv", ".tsv"):
-        frame = pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",", dtype=str)
+        sep = "\t" if suffix == ".tsv" else ","
+        frame = pd.read_csv(path, sep=sep, dtype=object, encoding_errors="surrogateescape")
+        first = 2  # row 1 is the header
     elif suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
+        frame, first = pd.read_parquet(path), 1
     else:
         raise ValueError(f"{path}: unsupported file type {suffix!r}")
     frame = frame.astype(object).where(frame.notna(), None)
-    return frame.to_dict(orient="records")
+    rows = frame.to_dict(orient="records")
+    return [_checked(r, f"{path}:row {n}") for n, r in enumerate(rows, first)]
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """The readable records of a file (see ``located_records``), without their places."""
+    return [
+        {k: v for k, v in r.items() if k != WHERE} for r in located_records(path) if BAD not in r
+    ]
+
+
+def _lines(path: Path):
+    with path.open("rb") as handle:
+        yield from enumerate(handle, 1)
+
+
+def _jsonl_record(raw: bytes, where: str) -> dict:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return {
+            WHERE: where,
+            BAD: f"not UTF-8 (byte 0x{raw[error.start]:02x} at column {error.start + 1})",
+        }
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as error:
+        return {WHERE: where, BAD: f"invalid JSON ({error.msg} at column {error.colno})"}
+    if not isinstance(record, dict):
+        return {WHERE: where, BAD: "not a JSON object"}
+    return {**record, WHERE: where}
+
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a bad byte
+
+
+def _checked(record: dict, where: str) -> dict:
+    """``record`` with its place; bytes that were not UTF-8 (decoded as lone surrogates) make
+    it bad."""
+    if BAD not in record and any(_NOT_UTF8.search(str(v)) for v in record.values()):
+        return {WHERE: where, BAD: "not UTF-8"}
+    return {**record, WHERE: where}
 
 
 def _local_files(spec: BenchmarkSpec, path: Path, settings: Mapping) -> list[Path]:
@@ -436,28 +481,34 @@ def _build(
     name: str,
     records: Iterable[Mapping],
     parse: Callable[[Mapping], Row],
-) -> tuple[list[dict], Counter]:
+) -> tuple[list[dict], Counter, list[str]]:
+    """Items, the count of skipped rows per reason and each skipped row as ``place: reason``."""
     items: list[dict] = []
     skipped: Counter = Counter()
+    skipped_rows: list[str] = []
     seen: set[str] = set()
-    for record in records:
+    for n, record in enumerate(records, 1):
+        where = record.get(WHERE, f"{name}: record {n}") if isinstance(record, Mapping) else n
         try:
-            if "__bad__" in record:
-                raise SkipRow(record["__bad__"])
-            row = parse(record)
+            if not isinstance(record, Mapping):
+                raise SkipRow("not an object")
+            if BAD in record:
+                raise SkipRow(record[BAD])
+            row = parse({k: v for k, v in record.items() if k != WHERE})
             item = make_item(benchmark=name, **row)
-        except SkipRow as reason:
-            skipped[str(reason)] += 1
-            continue
+            if item["item_id"] in seen:
+                raise SkipRow("duplicate id")
+        except SkipRow as skip:
+            reason = str(skip)
         except (ValueError, TypeError, KeyError, AttributeError) as error:
-            skipped[f"malformed row ({type(error).__name__})"] += 1
+            reason = f"malformed row ({type(error).__name__}: {error})"
+        else:
+            seen.add(item["item_id"])
+            items.append(item)
             continue
-        if item["item_id"] in seen:
-            skipped["duplicate id"] += 1
-            continue
-        seen.add(item["item_id"])
-        items.append(item)
-    return items, skipped
+        skipped[reason.split(" (")[0]] += 1
+        skipped_rows.append(f"{where}: {reason}")
+    return items, skipped, skipped_rows
 
 
 def subsample(items: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
@@ -485,7 +536,7 @@ def _registry_records(spec: BenchmarkSpec, settings: Mapping) -> list[Mapping]:
         if not files:
             wanted = spec.local_files
             raise FileNotFoundError(f"{spec.name}: no data file matching {wanted} in {path}")
-        return [record for file in files for record in read_records(file)]
+        return [record for file in files for record in located_records(file)]
     return _hub_records(
         settings.get("dataset", spec.hub_id),
         settings.get("config", spec.hub_config),
@@ -497,7 +548,8 @@ def _hub_records(dataset: str, config: str | None, split: str) -> list[Mapping]:
     """Records of a Hugging Face dataset (needs network access or a warm HF cache)."""
     from datasets import load_dataset
 
-    return list(load_dataset(dataset, config, split=split))
+    rows = load_dataset(dataset, config, split=split)
+    return [{**row, WHERE: f"{dataset}[{split}] row {n}"} for n, row in enumerate(rows, 1)]
 
 
 def _file_parser(name: str, settings: Mapping) -> Callable[[Mapping], Row]:
@@ -535,26 +587,36 @@ def load_benchmark(name: str, settings: Mapping) -> pd.DataFrame:
     settings = dict(settings or {})
     source = settings.get("source", "registry")
     seed = int(settings.get("seed", 0))
+    skipped, skipped_rows = Counter(), []
     if source == "synthetic":
         items = synthetic.generate_items(
             int(settings.get("n_per_domain", 40)), seed=seed, domains=settings.get("domains")
         )
-        skipped: Counter = Counter()
     elif source == "file":
-        records = read_records(settings["path"])
-        items, skipped = _build(name, records, _file_parser(name, settings))
+        records = located_records(settings["path"])
+        items, skipped, skipped_rows = _build(name, records, _file_parser(name, settings))
     elif source in ("registry", "hub"):
         spec = get_spec(settings.get("name", name))
         if source == "hub":
             settings.pop("path", None)
         row_parser = ROW_PARSERS[spec.local_format]
         records = _registry_records(spec, settings)
-        items, skipped = _build(name, records, lambda rec: row_parser(rec, spec, settings))
+        items, skipped, skipped_rows = _build(
+            name, records, lambda rec: row_parser(rec, spec, settings)
+        )
     else:
         raise ValueError(f"unknown benchmark source {source!r}")
     items = subsample(items, settings.get("limit"), seed)
     if skipped:
-        log.info("%s: skipped %d rows: %s", name, sum(skipped.values()), dict(skipped))
+        log.warning("%s: skipped %d rows: %s", name, sum(skipped.values()), dict(skipped))
+        for row in skipped_rows[:_LOGGED_ROWS]:
+            log.warning("skipped %s", row)
+        if len(skipped_rows) > _LOGGED_ROWS:
+            log.warning("... and %d more skipped rows", len(skipped_rows) - _LOGGED_ROWS)
     frame = to_frame(items)
     frame.attrs["skipped"] = dict(skipped)
+    frame.attrs["skipped_rows"] = skipped_rows
     return frame
+
+
+_LOGGED_ROWS = 50
