@@ -142,3 +142,21 @@ def test_reference_answers_grade_correct(name, folder, extra, limit):
     result = self_consistency(frame)
     assert result["self_consistency"] >= 0.99, result["failures"][:5]
     assert result["wrong_rejected"] >= 0.95, result
+
+
+def test_a_generation_error_gets_no_verdict():
+    """A prompt longer than the context is not a wrong answer: correct stays null."""
+    benchmark = pd.DataFrame({"item_id": ["a", "b"], "reference": ["3", "3"]})
+    benchmark["answer_type"] = "integer"
+    generations = pd.DataFrame(
+        {
+            "item_id": ["a", "b"],
+            "response": [None, "The answer is 4."],
+            "error": ["prompt of 9000 tokens exceeds the context of 8192", None],
+        }
+    )
+    grades = grade_table(generations, benchmark)
+    assert list(grades["correct"]) == [None, False]
+    assert grades["reason"].iloc[0] == (
+        "no verdict: generation error: prompt of 9000 tokens exceeds the context of 8192"
+    )

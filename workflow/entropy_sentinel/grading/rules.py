@@ -368,13 +368,24 @@ def grade_table(
     *,
     time_limit: float | None = TIME_LIMIT,
 ) -> pd.DataFrame:
-    """One grade row per generation row, keyed by ``item_id``."""
+    """One grade row per generation row, keyed by ``item_id``.
+
+    A row whose generation failed (``error`` set: a prompt longer than the context, a crashed
+    engine) gets no verdict (``correct`` null), never ``False``: the model was not wrong.
+    """
     columns = ["reference", "answer_type"]
     if "metadata" in benchmark.columns:
         columns.append("metadata")
     references = benchmark.drop_duplicates("item_id").set_index("item_id")[columns]
+    errors = generations["error"] if "error" in generations.columns else [None] * len(generations)
     rows = []
-    for item_id, response in zip(generations["item_id"], generations["response"], strict=True):
+    for item_id, response, error in zip(
+        generations["item_id"], generations["response"], errors, strict=True
+    ):
+        if isinstance(error, str) and error:
+            verdict = Grade(None, None, f"no verdict: generation error: {error[:200]}")
+            rows.append({"item_id": item_id, **asdict(verdict)})
+            continue
         if item_id not in references.index:
             rows.append({"item_id": item_id, **asdict(Grade(None, None, "item not in benchmark"))})
             continue
