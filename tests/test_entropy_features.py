@@ -47,6 +47,11 @@ def test_entropy_ignores_minus_infinity_and_handles_empty():
     assert entropy_profile(logp)[0] == 0.0
     assert entropy_profile(np.zeros((0, 20))).shape == (0,)
     assert entropy_profile(stack_steps([])).shape == (0,)
+    assert stack_steps(
+        np.array([np.array([0.0, -1.0]), np.array([-2.0, -3.0])], dtype=object)
+    ).shape == (2, 2)
+    with pytest.raises(ValueError, match=r"vary in width across steps: \[1, 3\]"):
+        stack_steps([[-0.1, -0.2, -0.3], [-0.1]])
     with pytest.raises(ValueError, match="variant"):
         entropy_profile(logp, "nope")
 

@@ -106,4 +106,10 @@ def stack_steps(steps) -> np.ndarray:
     """Turn a Parquet list-of-lists cell into a ``(steps, k)`` float array."""
     if steps is None or len(steps) == 0:
         return np.zeros((0, 0), dtype=np.float64)
-    return np.vstack([np.asarray(s, dtype=np.float64) for s in steps])
+    if isinstance(steps, np.ndarray) and steps.dtype != object:
+        return steps.astype(np.float64, copy=False)
+    rows = [np.asarray(s, dtype=np.float64) for s in steps]
+    widths = {row.size for row in rows}
+    if len(widths) > 1:
+        raise ValueError(f"top-k log-probabilities vary in width across steps: {sorted(widths)}")
+    return np.concatenate(rows).reshape(len(rows), -1)  # faster than vstack of 1-D rows

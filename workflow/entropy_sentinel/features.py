@@ -83,6 +83,7 @@ LOGPROBS_MODES = ("raw", "processed")
 PROVENANCE_KEY = "feature_spec"
 
 _QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
+_QUANTILE_NAMES = ("q10", "q25", "q50", "q75", "q90")
 _EPS = 1e-12
 _PAPER_EPS = np.float32(1e-8)
 
@@ -213,7 +214,7 @@ def _standard(p: np.ndarray, lp: np.ndarray) -> dict:
         "mean": mean,
         "std": std,
         "max": p.max(),
-        **{f"q{round(q * 100)}": np.quantile(p, q) for q in _QUANTILES},
+        **dict(zip(_QUANTILE_NAMES, np.quantile(p, _QUANTILES), strict=True)),
         "skewness": 0.0 if degenerate else np.mean(centred**3) / std**3,
         "kurtosis": 0.0 if degenerate else np.mean(centred**4) / std**4 - 3.0,
         "se_sum": p.sum(),
@@ -243,7 +244,7 @@ def _paper(p: np.ndarray, lp: np.ndarray) -> dict:
         "mean": mean,
         "std": std,
         "max": p.max(),
-        **{f"q{round(q * 100)}": np.quantile(p, np.float32(q)) for q in _QUANTILES},
+        **dict(zip(_QUANTILE_NAMES, np.quantile(p, np.float32(_QUANTILES)), strict=True)),
         "skewness": (centred**3).mean(dtype=np.float32) / (std**3 + _PAPER_EPS),
         "kurtosis": (centred**4).mean(dtype=np.float32) / (std**4 + _PAPER_EPS),
         "se_sum": p.sum(dtype=np.float32),
@@ -332,14 +333,17 @@ def feature_table(
     rows = []
     for gen in generations.itertuples(index=False):
         n_tokens = int(gen.n_tokens or 0)
-        features = response_features(
-            gen.topk_logprobs,
-            gen.sampled_logprobs if n_tokens else None,
-            spec,
-            full_entropy=getattr(gen, "full_entropy", None),
-            is_reasoning=getattr(gen, "is_reasoning", None),
-            sampled_in_topk=getattr(gen, "sampled_in_topk", None),
-        )
+        try:
+            features = response_features(
+                gen.topk_logprobs,
+                gen.sampled_logprobs if n_tokens else None,
+                spec,
+                full_entropy=getattr(gen, "full_entropy", None),
+                is_reasoning=getattr(gen, "is_reasoning", None),
+                sampled_in_topk=getattr(gen, "sampled_in_topk", None),
+            )
+        except ValueError as error:
+            raise type(error)(f"item {gen.item_id!r}: {error}") from error
         if spec.segment == "all" or not n_tokens:
             segment_tokens = n_tokens
         else:
