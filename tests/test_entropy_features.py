@@ -258,6 +258,12 @@ def test_empty_segment_gives_nan_and_missing_column_is_an_error():
     assert all(math.isnan(v) for v in got.values())
     with pytest.raises(ValueError, match="is_reasoning"):
         response_features(r["topk_logprobs"], r["sampled_logprobs"], reasoning)
+    with pytest.raises(ValueError, match="is_reasoning has 4 steps but the response has 5"):
+        response_features(
+            r["topk_logprobs"], r["sampled_logprobs"], reasoning, is_reasoning=[True] * 4
+        )
+    with pytest.raises(ValueError, match="topk_logprobs has 4 steps but sampled_logprobs 5"):
+        response_features(r["topk_logprobs"][:4], r["sampled_logprobs"])
 
 
 def test_variants_differ_only_where_they_should():
@@ -384,12 +390,14 @@ def _run_features_script(tmp_path, spec: dict, generations=None, backend="transf
     driver = textwrap.dedent(
         f"""
         import runpy, types
+        from snakemake.io import Namedlist
         ns = types.SimpleNamespace
-        snakemake = ns(
-            input=ns(shards=[{str(shard)!r}], retries=[],
-                     grades={str(tmp_path / "grades.parquet")!r},
-                     benchmark={str(tmp_path / "benchmark.parquet")!r},
-                     split={str(tmp_path / "split.json")!r}),
+        snakemake = ns(  # the attributes of Snakemake's script object that the script reads
+            input=Namedlist(fromdict=dict(
+                shards=[{str(shard)!r}], retries=[],
+                grades={str(tmp_path / "grades.parquet")!r},
+                benchmark={str(tmp_path / "benchmark.parquet")!r},
+                split={str(tmp_path / "split.json")!r})),
             output=[{str(output)!r}], log=[{str(tmp_path / "features.log")!r}],
             params=ns(spec={spec!r}), wildcards=ns(model="tiny", benchmark="x"),
         )

@@ -293,6 +293,10 @@ def response_features(
     if sampled.size == 0:
         return dict.fromkeys(FEATURE_NAMES, float("nan"))
     topk = stack_steps(topk_logprobs)
+    if topk.shape[0] != sampled.size:
+        raise ValueError(
+            f"topk_logprobs has {topk.shape[0]} steps but sampled_logprobs {sampled.size}"
+        )
     mask = segment_mask(spec.segment, is_reasoning, sampled.size)
     if mask is not None:
         if not mask.any():
