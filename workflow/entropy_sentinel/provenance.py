@@ -57,9 +57,8 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict | None =
     merged = dict(table.schema.metadata or {})
     merged[b"entropy_sentinel"] = json.dumps(metadata or {}, sort_keys=True, default=str).encode()
     table = table.replace_schema_metadata(merged)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_provenance(path: str | Path) -> dict:
@@ -85,7 +84,20 @@ def write_json(data: Any, path: str | Path) -> None:
     """Write strict JSON (NaN as null) atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     text = json.dumps(jsonable(data), indent=2, sort_keys=True, default=str, allow_nan=False)
-    tmp.write_text(text + "\n")
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """A temporary sibling of ``path`` to write; renamed onto ``path`` on success, removed on
+    any failure (a full disk, a kill signal turned into an exception), so no debris is left."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        yield tmp
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

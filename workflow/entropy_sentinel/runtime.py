@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterable
+
+from .integrity import check_inputs
 
 
-def log_to(path: str, name: str) -> logging.Logger:
-    """Send this process's logs (and warnings) to ``path``, one file per job."""
+def log_to(path: str, name: str, inputs: Iterable | None = None) -> logging.Logger:
+    """Send this process's logs (and warnings) to ``path``, one file per job.
+
+    With ``inputs`` (a job's input files), each is then checked for integrity, so a torn input
+    fails here, in the job's log, naming the file and the command that rebuilds it.
+    """
     logging.basicConfig(
         filename=path,
         level=logging.INFO,
@@ -16,6 +23,8 @@ def log_to(path: str, name: str) -> logging.Logger:
     )
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught  # the traceback lands in the job's log, not only stderr
+    if inputs is not None:
+        check_inputs(inputs)
     return logging.getLogger(name)
 
 

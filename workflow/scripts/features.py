@@ -11,7 +11,7 @@ from entropy_sentinel.provenance import now, read_provenance, write_parquet
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]
-log = log_to(snakemake.log[0], "features")
+log = log_to(snakemake.log[0], "features", inputs=snakemake.input)
 
 generations = read_generations(snakemake.input.shards, snakemake.input.retries)
 generation_provenance = read_provenance(snakemake.input.shards[0])

@@ -6,7 +6,7 @@ from entropy_sentinel.models import fetch_model
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]
-log = log_to(snakemake.log[0], "fetch_model")
+log = log_to(snakemake.log[0], "fetch_model", inputs=snakemake.input)
 
 manifest = fetch_model(
     snakemake.wildcards.model,

@@ -11,7 +11,7 @@ from entropy_sentinel.gpu_slots import claim_gpu
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]
-log = log_to(snakemake.log[0], "generate")
+log = log_to(snakemake.log[0], "generate", inputs=snakemake.input)
 claim_gpu(log=log)  # before load_backend imports torch: one GPU per job
 
 generation = snakemake.params.generation

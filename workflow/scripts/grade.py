@@ -8,7 +8,7 @@ from entropy_sentinel.provenance import now, write_parquet
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]
-log = log_to(snakemake.log[0], "grade")
+log = log_to(snakemake.log[0], "grade", inputs=snakemake.input)
 
 generations = read_generations(snakemake.input.shards, snakemake.input.retries)
 benchmark = pd.read_parquet(snakemake.input.benchmark)

@@ -1,7 +1,6 @@
 """Snakemake script of rule `report_figures`: the report's PNG figures of the evaluation."""
 
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -9,10 +8,11 @@ import pandas as pd
 from entropy_sentinel import reports
 from entropy_sentinel.estimators import load_estimator
 from entropy_sentinel.evaluation import prediction_rows
+from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+log = log_to(snakemake.log[0], "report_figures", inputs=snakemake.input)
 models = list(snakemake.params.models)
 inp, out = snakemake.input, snakemake.output
 per_slice = {m: pd.read_csv(p) for m, p in zip(models, inp.slices, strict=True)}
@@ -28,4 +28,4 @@ for model, est_path in zip(models, inp.estimator, strict=True):
     predictions[model] = prediction_rows(rows, load_estimator(est_path))
 reports.plot_feature_auroc(tables, out.feature_auroc)
 reports.plot_reliability(predictions, out.reliability)
-logging.info("wrote %d figures for %d models", len(out), len(models))
+log.info("wrote %d figures for %d models", len(out), len(models))

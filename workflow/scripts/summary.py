@@ -1,16 +1,16 @@
 """Snakemake script of rule `summary`: results/summary.md from the per-model evaluations."""
 
 import json
-import logging
 from pathlib import Path
 
 import pandas as pd
 
 from entropy_sentinel.reports import summary_markdown
+from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 
-logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+log = log_to(snakemake.log[0], "summary", inputs=snakemake.input)
 models = list(snakemake.params.get("models", [])) or [
     Path(p).parent.name for p in snakemake.input.slices
 ]
@@ -21,4 +21,4 @@ results = {
     )
 }
 Path(snakemake.output[0]).write_text(summary_markdown(results))
-logging.info("wrote %s for %d models", snakemake.output[0], len(results))
+log.info("wrote %s for %d models", snakemake.output[0], len(results))

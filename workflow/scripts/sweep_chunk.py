@@ -1,18 +1,15 @@
 """Snakemake script of rule `sweep_chunk`: one model x one chunk of the estimator sweep."""
 
-import logging
-
 from entropy_sentinel import sweep
+from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-)
+log = log_to(snakemake.log[0], "sweep_chunk", inputs=snakemake.input)
 est = snakemake.params.estimator
 slice_by = est.get("slice_by", "benchmark")
 data = sweep.SweepData.from_frame(sweep.load_features(snakemake.input.features), slice_by)
-logging.info(
+log.info(
     "%s: %d rows, %d slices; dropped %d ungraded, %d empty",
     snakemake.wildcards.model,
     len(data.y),
@@ -28,7 +25,7 @@ configs = sweep.sweep_configs(
     slice_by=slice_by,
 )
 chunk = sweep.chunk_configs(configs, int(snakemake.wildcards.chunk), int(snakemake.params.chunks))
-logging.info("chunk %s: %d of %d configs", snakemake.wildcards.chunk, len(chunk), len(configs))
+log.info("chunk %s: %d of %d configs", snakemake.wildcards.chunk, len(chunk), len(configs))
 sweep.run_chunk(
     data,
     chunk,
