@@ -443,3 +443,25 @@ def test_features_script_names_backend_when_full_entropy_is_missing(tmp_path):
     assert "MissingFullEntropyError" in stderr and "generation backend: vllm" in stderr
     assert "full_entropy column, which is null in 2 of 3 responses" in stderr
     assert "generation backend: vllm" in (tmp_path / "features.log").read_text()  # traceback
+
+
+def test_config_schema_fills_feature_defaults_and_rejects_bad_values():
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    schema = str(WORKFLOW / "schemas" / "config.schema.yaml")
+    config = yaml.safe_load((WORKFLOW.parent / "config" / "config.yaml").read_text())
+    del config["features"]
+    validate(config, schema)  # the rule reads config["features"]: the schema supplies it
+    assert FeatureSpec.from_dict(config["features"]) == FeatureSpec()
+    config["features"] = {"entropy": "topk_sampled"}
+    validate(config, schema)
+    assert config["features"] == {
+        "definitions": "standard",
+        "entropy": "topk_sampled",
+        "segment": "all",
+    }
+    config["features"] = {"segment": "thinking"}
+    with pytest.raises(WorkflowError, match="'thinking' is not one of"):
+        validate(config, schema)
