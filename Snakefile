@@ -20,6 +20,7 @@ rule all:
         "results/summary.md",
         REPORT_TARGETS,
         SWEEP_TARGETS,
+        MISSING_INTERMEDIATES,
 
 
 onsuccess:

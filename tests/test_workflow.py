@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -177,11 +178,51 @@ def test_dry_run_lists_pending_jobs(tiny_model, tmp_path):
     workdir = make_workdir(tmp_path, tiny_config(tiny_model))
     run = snakemake_dry_run(workdir, "--cores", "2")
     assert run.returncode == 0, run.stderr
-    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, flags=re.MULTILINE))
+    stats = job_counts(run.stdout)
     # 30 items in shards of 16: two generation jobs, then one job per later stage
-    assert stats["generate"] == "2" and stats["grade"] == "1" and stats["features"] == "1"
-    assert stats["evaluate"] == "1" and stats["summary"] == "1"
+    assert stats["generate"] == 2 and stats["grade"] == 1 and stats["features"] == 1
+    assert stats["evaluate"] == 1 and stats["summary"] == 1
     assert not (workdir / "results").exists()
+
+
+STAGES = ("resources/models", "resources/benchmarks", "results/generations", "results/grades")
+STAGES += ("results/features", "results/evaluation", "results/summary.md", "results/report")
+
+
+def job_counts(output: str) -> dict[str, int]:
+    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", output, flags=re.MULTILINE)}
+
+
+def test_a_missing_intermediate_is_rebuilt_with_everything_made_from_it(tiny_model, tmp_path):
+    """The state Ctrl-C during `snakemake --forcerun grade` leaves: Snakemake deletes the killed
+    job's output, the features made from the old grades stay. Plain Snakemake then says
+    "Nothing to be done"; the workflow must rebuild the grades and everything downstream."""
+    workdir = make_workdir(tmp_path, tiny_config(tiny_model))
+    planned = snakemake_dry_run(workdir).stdout
+    outputs = [
+        f for line in re.findall(r"^\s+output: (.+)$", planned, re.M) for f in line.split(", ")
+    ]
+    outputs.sort(key=lambda f: next(n for n, stage in enumerate(STAGES) if f.startswith(stage)))
+    for n, name in enumerate(outputs):  # a finished run: each file newer than its inputs
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text("")
+        os.utime(workdir / name, (1e9 + n, 1e9 + n))
+    # The files were not written by Snakemake, so it has no provenance records to compare.
+    assert "Nothing to be done" in snakemake_dry_run(workdir, "--rerun-triggers", "mtime").stdout
+
+    (workdir / "results" / "grades" / "tiny" / "synthetic.parquet").unlink()
+    rerun = snakemake_dry_run(workdir, "--rerun-triggers", "mtime")
+    assert "Rebuilding 1 missing file(s)" in rerun.stderr
+    counts = job_counts(rerun.stdout)
+    assert {
+        rule: counts.get(rule, 0) for rule in ("generate", "grade", "features", "evaluate")
+    } == {
+        "generate": 0,
+        "grade": 1,
+        "features": 1,
+        "evaluate": 1,
+    }
+    assert counts["summary"] == 1
 
 
 def test_reordered_config_keys_leave_nothing_to_do(tiny_model, tmp_path):

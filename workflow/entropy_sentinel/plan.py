@@ -117,3 +117,31 @@ class WorkflowPlan:
     def n_shards(self, benchmark: str) -> int:
         expected = self.expected_items(benchmark)
         return 1 if expected is None else count_shards(expected, self.shard_size)
+
+    def derived_files(self) -> dict[str, list[str]]:
+        """Each cheap intermediate file and the files made from it (grades to evaluation)."""
+        derived = {}
+        for model in self.models:
+            evaluation = f"results/evaluation/{model}/metrics.json"
+            for benchmark in self.benchmarks:
+                grades = f"results/grades/{model}/{benchmark}.parquet"
+                features = f"results/features/{model}/{benchmark}.parquet"
+                derived[grades] = [features]
+                derived[features] = [evaluation]
+            derived[evaluation] = ["results/summary.md"]
+        return derived
+
+    def missing_intermediates(self, root: str | Path = ".") -> list[str]:
+        """Intermediate files that are missing while files made from them exist.
+
+        Snakemake rebuilds a missing intermediate only when a consumer must rerun anyway, so
+        after an interrupted forced job (whose output Snakemake deletes) it reports "Nothing to
+        be done" over stale results. The Snakefile makes these files targets instead: they
+        and everything made from them are rebuilt.
+        """
+        root = Path(root)
+        return [
+            path
+            for path, made_from_it in self.derived_files().items()
+            if not (root / path).exists() and any((root / p).exists() for p in made_from_it)
+        ]

@@ -32,6 +32,16 @@ except ConfigError as error:
 if workflow.is_main_process and (cost_report := pending_cost_report(config, PLAN)):
     print(cost_report, file=sys.stderr)
 
+# Targets of `rule all`: Snakemake alone rebuilds a missing intermediate only when a consumer
+# reruns anyway, so after an interrupted forced job it would report "Nothing to be done".
+MISSING_INTERMEDIATES = PLAN.missing_intermediates()
+if workflow.is_main_process and MISSING_INTERMEDIATES:
+    print(
+        f"Rebuilding {len(MISSING_INTERMEDIATES)} missing file(s) whose results exist (an "
+        f"interrupted run?), and everything made from them: {', '.join(MISSING_INTERMEDIATES)}",
+        file=sys.stderr,
+    )
+
 MODELS = PLAN.models
 BENCHMARKS = PLAN.benchmarks
 
