@@ -233,3 +233,34 @@ def plot_mae_vs_k(mae_vs_k: pd.DataFrame, path: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def resource_usage_markdown(root: str | Path = "benchmarks") -> str:
+    """Markdown: wall time and peak memory per rule, from the jobs' ``benchmark:`` files.
+
+    Snakemake writes one TSV per job, ``root/<rule>.tsv`` or ``root/<rule>/...``, with seconds
+    in ``s`` and peak resident memory (MB) in ``max_rss``; jobs not yet run are not counted.
+    """
+    rows = []
+    for path in sorted(Path(root).glob("**/*.tsv")):
+        table = pd.read_csv(path, sep="\t")
+        if table.empty or "s" not in table.columns:
+            continue
+        rule = path.relative_to(root).parts[0].removesuffix(".tsv")
+        rss = pd.to_numeric(table.get("max_rss"), errors="coerce")
+        rows.append({"rule": rule, "s": float(table["s"].iloc[-1]), "rss": rss.iloc[-1]})
+    if not rows:
+        return ""
+    usage = pd.DataFrame(rows).groupby("rule", sort=True)
+    lines = [
+        "## Where the time and memory went",
+        "",
+        "| rule | jobs | total time (s) | slowest job (s) | peak memory (MB) |",
+        "|---|---|---|---|---|",
+    ]
+    for rule, jobs in usage:
+        lines.append(
+            f"| {rule} | {len(jobs)} | {_fmt(jobs['s'].sum(), 1)} | {_fmt(jobs['s'].max(), 1)} "
+            f"| {_fmt(jobs['rss'].max(), 0)} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -9,6 +9,8 @@ rule prepare_benchmark:
         split="resources/benchmarks/{benchmark}.split.json",
     log:
         "logs/prepare_benchmark/{benchmark}.log",
+    benchmark:
+        "benchmarks/prepare_benchmark/{benchmark}.tsv"
     conda:
         "../../envs/core.yaml"
     params:

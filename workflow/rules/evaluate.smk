@@ -8,6 +8,8 @@ rule evaluate:
         estimator="results/evaluation/{model}/estimator.skops",
     log:
         "logs/evaluate/{model}.log",
+    benchmark:
+        "benchmarks/evaluate/{model}.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 2
@@ -29,6 +31,8 @@ rule summary:
         "results/summary.md",
     log:
         "logs/summary.log",
+    benchmark:
+        "benchmarks/summary.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1

@@ -15,7 +15,7 @@ rule features:
     log:
         "logs/features/{model}/{benchmark}.log",
     benchmark:
-        "logs/features/{model}/{benchmark}.benchmark.tsv"
+        "benchmarks/features/{model}/{benchmark}.tsv"
     group:
         "postprocess"
     conda:

@@ -7,6 +7,8 @@ rule generate:
         "results/generations/{model}/{benchmark}/shard-{shard}.parquet",
     log:
         "logs/generate/{model}/{benchmark}/shard-{shard}.log",
+    benchmark:
+        "benchmarks/generate/{model}/{benchmark}/shard-{shard}.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: 2
@@ -32,6 +34,8 @@ rule regenerate_truncated:
         "results/generations/{model}/{benchmark}/retry-{shard}.parquet",
     log:
         "logs/generate/{model}/{benchmark}/retry-{shard}.log",
+    benchmark:
+        "benchmarks/regenerate_truncated/{model}/{benchmark}/retry-{shard}.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: 2

@@ -8,6 +8,8 @@ rule grade:
         "results/grades/{model}/{benchmark}.parquet",
     log:
         "logs/grade/{model}/{benchmark}.log",
+    benchmark:
+        "benchmarks/grade/{model}/{benchmark}.tsv"
     group:
         "postprocess"
     conda:

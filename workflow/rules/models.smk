@@ -8,6 +8,8 @@ rule fetch_model:
         manifest="resources/models/{model}/manifest.json",
     log:
         "logs/fetch_model/{model}.log",
+    benchmark:
+        "benchmarks/fetch_model/{model}.tsv"
     conda:
         "../../envs/generate.yaml"
     params:

@@ -40,6 +40,8 @@ rule report_figures:
         ),
     log:
         "logs/report/figures.log",
+    benchmark:
+        "benchmarks/report_figures.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -64,6 +66,8 @@ rule report_sweep_figures:
         ),
     log:
         "logs/report/sweep_figures.log",
+    benchmark:
+        "benchmarks/report_sweep_figures.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1

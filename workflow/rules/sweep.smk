@@ -28,6 +28,8 @@ rule sweep_chunk:
         "results/sweep/{model}/chunk_{chunk}.parquet",
     log:
         "logs/sweep/{model}/chunk_{chunk}.log",
+    benchmark:
+        "benchmarks/sweep_chunk/{model}/chunk_{chunk}.tsv"
     wildcard_constraints:
         chunk=r"\d+",
     conda:
@@ -57,6 +59,8 @@ rule sweep_merge:
         full="results/sweep/sweep_results.parquet",
     log:
         "logs/sweep/merge.log",
+    benchmark:
+        "benchmarks/sweep_merge.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1
@@ -75,6 +79,8 @@ rule deployments:
         manifest="results/deployments/{model}/manifest.json",
     log:
         "logs/deployments/{model}.log",
+    benchmark:
+        "benchmarks/deployments/{model}.tsv"
     conda:
         "../../envs/core.yaml"
     threads: 1

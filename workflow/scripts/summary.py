@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from entropy_sentinel.reports import summary_markdown
+from entropy_sentinel.reports import resource_usage_markdown, summary_markdown
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
@@ -20,5 +20,7 @@ results = {
         models, snakemake.input.slices, snakemake.input.metrics, strict=True
     )
 }
-Path(snakemake.output[0]).write_text(summary_markdown(results))
+Path(snakemake.output[0]).write_text(
+    summary_markdown(results) + "\n" + resource_usage_markdown("benchmarks")
+)
 log.info("wrote %s for %d models", snakemake.output[0], len(results))
