@@ -7,12 +7,13 @@ conversion: top-k vs the extra sampled entry, ``sampled_in_topk``, finish reason
 
 from __future__ import annotations
 
+import sys
 from types import SimpleNamespace
 
 import pytest
 
 from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings
-from entropy_sentinel.backends.vllm_backend import VLLM_LOGPROBS_MODE, VLLMBackend, convert_output
+from entropy_sentinel.backends.vllm_backend import VLLMBackend, convert_output
 
 
 def _lp(value: float, rank: int):
@@ -52,10 +53,6 @@ def test_reasoning_tokens_are_flagged():
     assert row["finish_reason"] == "stop"
 
 
-def test_logprobs_mode_mapping():
-    assert VLLM_LOGPROBS_MODE == {"raw": "raw_logprobs", "processed": "processed_logprobs"}
-
-
 class _FakeTokenizer:
     eos_token_id = 0
 
@@ -89,9 +86,30 @@ def test_backend_stream_with_a_fake_engine(monkeypatch):
     assert rows[0]["token_ids"] == [1, 0] and rows[0]["sampled_in_topk"] == [True, True]
 
 
-def test_vllm_is_optional():
-    try:
-        import vllm  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError):
-            VLLMBackend("unused", GenerationSettings())
+class _RecordingLLM:
+    """Stands in for ``vllm.LLM`` (vLLM cannot run here: no GPU); records its arguments."""
+
+    created: list[dict] = []
+
+    def __init__(self, **kwargs):
+        self.created.append(kwargs)
+
+    def get_tokenizer(self):
+        return _FakeTokenizer()
+
+
+@pytest.mark.parametrize(
+    "mode, engine_mode", [("raw", "raw_logprobs"), ("processed", "processed_logprobs")]
+)
+def test_the_engine_is_built_with_the_configured_logprobs(monkeypatch, mode, engine_mode):
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=_RecordingLLM))
+    VLLMBackend("weights", GenerationSettings(top_k_logprobs=7, logprobs_mode=mode, seed=3))
+    engine = _RecordingLLM.created[-1]
+    assert engine["model"] == "weights" and engine["logprobs_mode"] == engine_mode
+    assert engine["max_logprobs"] == 7 and engine["seed"] == 3
+
+
+def test_without_the_vllm_extra_the_backend_raises_import_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # what Python does when vLLM is not installed
+    with pytest.raises(ImportError, match="vllm"):
+        VLLMBackend("unused", GenerationSettings())
