@@ -12,7 +12,7 @@ rule prepare_benchmark:
     benchmark:
         "benchmarks/prepare_benchmark/{benchmark}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/data.yaml"
     params:
         settings=lambda wc: config["benchmarks"][wc.benchmark],
         split=config["split"],

@@ -1,8 +1,15 @@
+import os
 import re
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+# The package comes from this checkout, in this process and in every job's (whatever its conda
+# env holds): the envs hold third-party dependencies only, so no job runs a stale copy.
+CHECKOUT = str(Path(workflow.basedir) / "workflow")
+sys.path.insert(0, CHECKOUT)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [CHECKOUT, os.environ.get("PYTHONPATH")])
+)
 from entropy_sentinel.config import ConfigError, load_config_file  # noqa: E402
 from entropy_sentinel.cost import pending_cost_report  # noqa: E402
 from entropy_sentinel.plan import plan_workflow  # noqa: E402

@@ -11,7 +11,7 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{model}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/estimate.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -34,7 +34,7 @@ rule summary:
     benchmark:
         "benchmarks/summary.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/estimate.yaml"
     threads: 1
     resources:
         mem_mb=1000,

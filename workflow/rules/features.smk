@@ -19,7 +19,7 @@ rule features:
     group:
         "postprocess"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -13,7 +13,7 @@ rule grade:
     group:
         "postprocess"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -43,7 +43,7 @@ rule report_figures:
     benchmark:
         "benchmarks/report_figures.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/estimate.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -69,7 +69,7 @@ rule report_sweep_figures:
     benchmark:
         "benchmarks/report_sweep_figures.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/estimate.yaml"
     threads: 1
     resources:
         mem_mb=2000,

@@ -33,7 +33,7 @@ rule sweep_chunk:
     wildcard_constraints:
         chunk=r"\d+",
     conda:
-        "../../envs/core.yaml"
+        "../../envs/estimate.yaml"
     threads: int(SWEEP.get("threads", 2))
     resources:
         mem_mb=lambda wc, threads: 2000 + 1500 * threads,
@@ -62,7 +62,7 @@ rule sweep_merge:
     benchmark:
         "benchmarks/sweep_merge.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/estimate.yaml"
     threads: 1
     resources:
         mem_mb=8000,
@@ -82,7 +82,7 @@ rule deployments:
     benchmark:
         "benchmarks/deployments/{model}.tsv"
     conda:
-        "../../envs/core.yaml"
+        "../../envs/estimate.yaml"
     threads: 1
     resources:
         mem_mb=4000,
