@@ -86,7 +86,7 @@ def script_requirements(script: Path) -> set[str]:
                 third_party |= found
                 pending |= more
     distributions = importlib.metadata.packages_distributions()
-    return {normalise(distributions[module][0]) for module in third_party}
+    return {normalise(distributions.get(module, [module])[0]) for module in third_party}
 
 
 def rules_with_env_and_script() -> list[tuple[str, Path, Path]]:
