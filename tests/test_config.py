@@ -93,3 +93,19 @@ def test_existing_local_model_sources_pass(tmp_path):
         "file": {"source": "gguf", "path": str(tmp_path / "m.gguf")},
     }
     assert plan_workflow(config).models == ["file", "folder"]
+
+
+@pytest.mark.parametrize(
+    "settings, problem",
+    [
+        ({"source": "file", "path": "absent.jsonl"}, r"no such file absent\.jsonl"),
+        ({"source": "file", "path": "data.xlsx"}, r"data\.xlsx is not one of the readable types"),
+        ({"source": "registry", "name": "gsm8k", "path": "absent"}, "no such file or folder"),
+    ],
+)
+def test_local_benchmark_files_must_exist(settings, problem):
+    config = demo_config()
+    fields = {"question_field": "q", "answer_field": "a", "answer_type": "integer"}
+    config["benchmarks"]["mine"] = settings | (fields if settings["source"] == "file" else {})
+    with pytest.raises(ConfigError, match=rf"^benchmarks\.mine\.path: .*{problem}"):
+        plan_workflow(config)

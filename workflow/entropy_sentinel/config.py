@@ -7,6 +7,7 @@ schema's defaults and names the key path of every violation.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import yaml
@@ -67,6 +68,7 @@ def _duplicate_keys(node, keys: tuple):
             yield from _duplicate_keys(item, (*keys, position))
 
 
+@functools.lru_cache(maxsize=4)
 def _schema_validator(schema_path: Path):
     from jsonschema import Draft202012Validator, validators
 

@@ -26,7 +26,30 @@ def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPla
     config.update(canonical)
     for name, spec in config["models"].items():
         check_model_source(name, spec)
+    for name, settings in config["benchmarks"].items():
+        check_benchmark_source(name, settings)
     return WorkflowPlan(config)
+
+
+DATA_FILE_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".pq")
+
+
+def check_benchmark_source(name: str, settings: dict) -> None:
+    """A benchmark read from local files must point at files that exist, of a known type."""
+    if "path" not in settings or settings["source"] not in ("file", "registry"):
+        return
+    path = Path(settings["path"])
+    key = f"benchmarks.{name}.path"
+    if settings["source"] == "file":
+        if path.suffix.lower() not in DATA_FILE_TYPES:
+            raise ConfigError(f"{key}: {path} is not one of the readable types {DATA_FILE_TYPES}")
+        if not path.is_file():
+            raise ConfigError(f"{key}: no such file {path} (source: file; fix the path)")
+    elif not path.exists():
+        raise ConfigError(
+            f"{key}: no such file or folder {path} (source: registry reads the benchmark's "
+            "files there; fix the path, or remove it to download from the Hugging Face Hub)"
+        )
 
 
 def check_model_source(name: str, spec: dict) -> None:
@@ -89,7 +112,8 @@ class WorkflowPlan:
             if unknown:
                 raise ConfigError(
                     f"estimator.train_slices: {unknown} are not {estimator['slice_by']}s of "
-                    f"this config; known: {sorted(known)}"
+                    f"this config (estimator.slice_by: {estimator['slice_by']}); "
+                    f"known: {sorted(known)}"
                 )
 
     def slices(self) -> list[str]:
