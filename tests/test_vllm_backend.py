@@ -78,7 +78,7 @@ class _FakeLLM:
 
 def test_backend_stream_with_a_fake_engine(monkeypatch):
     backend = VLLMBackend("unused", GenerationSettings(top_k_logprobs=1), llm=_FakeLLM("p3"))
-    monkeypatch.setattr(backend, "sampling_params", lambda: None)
+    monkeypatch.setattr(backend, "sampling_params", lambda item_id: None)
     prompts = {f"i{n}": f"p{n}" for n in range(5)}
     rows = list(backend.stream(prompts, chunk=2))
     assert [r["item_id"] for r in rows] == list(prompts)

@@ -27,7 +27,14 @@ settings = GenerationSettings.from_config(
         **overrides,
     }
 )
-backend = load_backend(generation["backend"], manifest["weights_dir"], settings, snakemake.threads)
+if generation["backend"] == "openai":  # the served model is named after the config's model
+    options = {"model": manifest["name"], **generation["openai"]}
+    options["model"] = options["model"] or manifest["name"]
+else:
+    options = manifest["spec"].get("engine_args")
+backend = load_backend(
+    generation["backend"], manifest["weights_dir"], settings, snakemake.threads, options
+)
 common = dict(
     backend=backend,
     benchmark=pd.read_parquet(snakemake.input.benchmark),

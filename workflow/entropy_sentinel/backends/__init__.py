@@ -6,6 +6,7 @@ care which engine produced a file.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -79,6 +80,11 @@ class GenerationSettings:
         return cls(**config)
 
 
+def item_seed(seed: int, item_id: str) -> int:
+    """An item's own random seed: the same whichever batch, shard or run it lands in."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:8], "little") >> 1
+
+
 def marker_token_ids(tokenizer, markers=None) -> list[tuple[list[int], list[int]]]:
     """Token-id sequences of the reasoning markers this tokenizer actually has."""
     vocab = tokenizer.get_vocab()
@@ -148,11 +154,21 @@ def render_chat(tokenizer, messages: list[dict], settings: GenerationSettings) -
     )
 
 
-BACKENDS = ("transformers", "vllm")
+BACKENDS = ("transformers", "vllm", "openai")
 
 
-def load_backend(name: str, weights_dir: str, settings: GenerationSettings, threads: int = 0):
-    """Instantiate a backend by name (imports are lazy: vLLM is an optional extra)."""
+def load_backend(
+    name: str,
+    weights_dir: str,
+    settings: GenerationSettings,
+    threads: int = 0,
+    options: dict | None = None,
+):
+    """Instantiate a backend by name (imports are lazy: vLLM is an optional extra).
+
+    ``options``: the backend's own settings (openai: ``generation.openai``; vllm: engine
+    arguments for this model).
+    """
     if name == "transformers":
         import torch
 
@@ -164,5 +180,9 @@ def load_backend(name: str, weights_dir: str, settings: GenerationSettings, thre
     if name == "vllm":
         from .vllm_backend import VLLMBackend
 
-        return VLLMBackend(weights_dir, settings)
+        return VLLMBackend(weights_dir, settings, engine_args=options)
+    if name == "openai":
+        from .openai_backend import OpenAIBackend
+
+        return OpenAIBackend(weights_dir, settings, options or {})
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")

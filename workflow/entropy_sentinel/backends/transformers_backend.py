@@ -18,7 +18,6 @@ batch or row it landed in: a resumed or re-sharded run reproduces an uninterrupt
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 from collections.abc import Iterator, Sequence
@@ -26,7 +25,14 @@ from dataclasses import dataclass
 
 import torch
 
-from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask, render_chat
+from . import (
+    GenerationSettings,
+    error_row,
+    item_seed,
+    marker_token_ids,
+    reasoning_mask,
+    render_chat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +47,6 @@ def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
     if requested == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, requested)
-
-
-def item_seed(seed: int, item_id: str) -> int:
-    return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:8], "little") >> 1
 
 
 def is_oom(error: BaseException) -> bool:

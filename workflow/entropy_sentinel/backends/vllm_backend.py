@@ -2,9 +2,12 @@
 
 vLLM returns, per step, a dict ``token_id -> Logprob(logprob, rank, decoded_token)`` holding
 the top-k and, when the sampled token falls outside them, that token too (k or k+1 entries).
-The top-k go to ``topk_*``, the sampled token's log-prob to ``sampled_logprobs`` and whether
-it was among the top-k to ``sampled_in_topk``. vLLM reports no full-vocabulary entropy, so
-``full_entropy`` is null.
+The top-k are the entries of rank 1..k (vLLM's own ranking, so ties keep its order) and go to
+``topk_*``; the sampled token's log-prob goes to ``sampled_logprobs`` and whether it was among
+the top-k to ``sampled_in_topk``. Each item samples with its own seed, derived from
+``(seed, item_id)``, so its tokens do not depend on the batch it landed in. Per-model engine
+arguments (``models.{name}.engine_args``) are passed to ``vllm.LLM``. vLLM reports no
+full-vocabulary entropy, so ``full_entropy`` is null.
 """
 
 from __future__ import annotations
@@ -12,7 +15,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from . import GenerationSettings, error_row, marker_token_ids, reasoning_mask, render_chat
+from . import (
+    GenerationSettings,
+    error_row,
+    item_seed,
+    marker_token_ids,
+    reasoning_mask,
+    render_chat,
+)
 
 log = logging.getLogger(__name__)
 
@@ -24,9 +34,10 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, weights_dir: str, settings: GenerationSettings, llm=None):
+    def __init__(self, weights_dir: str, settings: GenerationSettings, llm=None, engine_args=None):
         self.settings = settings
         s = settings
+        self.engine_args = {**s.extra.get("vllm", {}), **(engine_args or {})}
         if llm is None:
             from vllm import LLM
 
@@ -38,21 +49,21 @@ class VLLMBackend:
                 max_logprobs=s.top_k_logprobs,
                 max_model_len=s.max_model_len,
                 logprobs_mode=VLLM_LOGPROBS_MODE[s.logprobs_mode],
-                **s.extra.get("vllm", {}),
+                **self.engine_args,
             )
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.eos_ids = sorted({i for i in [self.tokenizer.eos_token_id] if i is not None})
         self.markers = marker_token_ids(self.tokenizer, s.reasoning_markers)
 
-    def sampling_params(self):
+    def sampling_params(self, item_id: str):
         from vllm import SamplingParams
 
         s = self.settings
         return SamplingParams(
             temperature=s.temperature,
             top_p=s.top_p,
-            seed=s.seed,
+            seed=item_seed(s.seed, item_id) % (1 << 31),
             max_tokens=s.max_new_tokens,
             logprobs=s.top_k_logprobs,
         )
@@ -72,15 +83,17 @@ class VLLMBackend:
             "topk_includes_sampled": False,
             "eos_token_ids": self.eos_ids,
             "reasoning_markers": self.markers,
+            "engine_args": self.engine_args,
+            "seeds": "per item: sha256(seed, item_id)",
         }
 
     def stream(self, prompts: dict[str, str], chunk: int = 256) -> Iterator[dict]:
         """Rows in item order, ``chunk`` prompts per ``LLM.generate`` call."""
         ids = list(prompts)
-        params = self.sampling_params()
         for start in range(0, len(ids), chunk):
             batch = ids[start : start + chunk]
             try:
+                params = [self.sampling_params(i) for i in batch]
                 outputs = self.llm.generate([self._tokens(prompts[i]) for i in batch], params)
             except Exception as error:  # noqa: BLE001 - one bad chunk must not lose the shard
                 log.exception("vLLM failed on %d prompts", len(batch))
@@ -104,7 +117,10 @@ def convert_output(item_id: str, output, settings: GenerationSettings, eos_ids, 
     token_ids = list(completion.token_ids)
     sampled, in_topk, topk_ids, topk_lps = [], [], [], []
     for token, step in zip(token_ids, completion.logprobs or [], strict=True):
-        ranked = sorted(step.items(), key=lambda kv: (-kv[1].logprob, kv[0]))[:k]
+        ranked = sorted(
+            ((t, lp) for t, lp in step.items() if lp.rank is not None and lp.rank <= k),
+            key=lambda kv: kv[1].rank,
+        )
         topk_ids.append([int(t) for t, _ in ranked])
         topk_lps.append([float(lp.logprob) for _, lp in ranked])
         sampled.append(float(step[token].logprob))
