@@ -109,3 +109,20 @@ def test_local_benchmark_files_must_exist(settings, problem):
     config["benchmarks"]["mine"] = settings | (fields if settings["source"] == "file" else {})
     with pytest.raises(ConfigError, match=rf"^benchmarks\.mine\.path: .*{problem}"):
         plan_workflow(config)
+
+
+def test_file_benchmark_fields_must_exist_in_the_file(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_text('{"q": "What is 1+1?", "a": "2"}\n')
+    config = demo_config()
+    config["benchmarks"]["mine"] = {
+        "source": "file",
+        "path": str(data),
+        "question_field": "question",
+        "answer_field": "a",
+        "answer_type": "integer",
+    }
+    with pytest.raises(
+        ConfigError, match=r"^benchmarks\.mine\.question_field: 'question' is not a"
+    ):
+        plan_workflow(config)

@@ -7,6 +7,8 @@ cannot: names and files that must exist, and how many shards each benchmark has.
 
 from __future__ import annotations
 
+import csv
+import json
 from pathlib import Path
 
 from .benchmarks.registry import get_spec
@@ -45,6 +47,13 @@ def check_benchmark_source(name: str, settings: dict) -> None:
             raise ConfigError(f"{key}: {path} is not one of the readable types {DATA_FILE_TYPES}")
         if not path.is_file():
             raise ConfigError(f"{key}: no such file {path} (source: file; fix the path)")
+        fields = file_fields(path)
+        for setting in ("question_field", "answer_field", "id_field", "domain_field"):
+            if fields is not None and setting in settings and settings[setting] not in fields:
+                raise ConfigError(
+                    f"benchmarks.{name}.{setting}: {settings[setting]!r} is not a field of "
+                    f"{path}; its fields: {sorted(fields)}"
+                )
     elif not path.exists():
         raise ConfigError(
             f"{key}: no such file or folder {path} (source: registry reads the benchmark's "
@@ -78,6 +87,28 @@ def sorted_keys(value):
     if isinstance(value, list):
         return [sorted_keys(item) for item in value]
     return value
+
+
+def file_fields(path: Path) -> set[str] | None:
+    """The field names of a data file's first record (None when they cannot be told cheaply)."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".jsonl":
+            with path.open("rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        record = json.loads(line)
+                        return set(record) if isinstance(record, dict) else None
+        if suffix in (".csv", ".tsv"):
+            with path.open(encoding="utf-8", errors="replace", newline="") as handle:
+                return set(next(csv.reader(handle, delimiter="\t" if suffix == ".tsv" else ",")))
+        if suffix in (".parquet", ".pq"):
+            import pyarrow.parquet as pq
+
+            return set(pq.read_schema(path).names)
+    except (ValueError, StopIteration, OSError):
+        return None  # unreadable here: the loader reports it row by row
+    return None
 
 
 class WorkflowPlan:
