@@ -56,3 +56,21 @@ def test_resource_usage_table_per_rule(tmp_path):
 
 def test_no_measurements_no_table(tmp_path):
     assert resource_usage_markdown(tmp_path / "benchmarks") == ""
+
+
+SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))
+
+
+def test_every_script_logs_through_log_to_and_checks_its_inputs():
+    """log_to routes warnings and the uncaught traceback into the job's log; with ``inputs``
+    it first checks every input file's integrity."""
+    assert len(SCRIPTS) >= 12
+    for script in SCRIPTS:
+        text = script.read_text()
+        assert "logging.basicConfig" not in text, script.name
+        call = re.search(
+            r"log_to\(snakemake\.log\[0\], \"(\w+)\"(, inputs=snakemake\.input)?\)", text
+        )
+        assert call, f"{script.name} does not log through log_to"
+        rule_has_inputs = script.stem not in ("prepare_benchmark", "fetch_model")
+        assert bool(call.group(2)) == rule_has_inputs, script.name

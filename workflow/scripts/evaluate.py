@@ -1,18 +1,14 @@
 """Snakemake script of rule `evaluate`: fit one Entropy Sentinel per model and score every slice."""
 
-import logging
-
 import pandas as pd
 
 from entropy_sentinel.evaluation import run_evaluation
 from entropy_sentinel.provenance import write_json
+from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
 
-logging.basicConfig(
-    filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-)
-log = logging.getLogger("evaluate")
+log = log_to(snakemake.log[0], "evaluate", inputs=snakemake.input)
 
 cfg = dict(snakemake.params.estimator)
 features = pd.concat([pd.read_parquet(p) for p in snakemake.input.features], ignore_index=True)
