@@ -138,3 +138,19 @@ def test_retry_regenerates_only_truncated(bench, tmp_path):
     assert list(merged["item_id"]) == list(bench["item_id"])
     assert merged.set_index("item_id").loc["i17", "n_tokens"] == 9
     assert merged["retried"].sum() == 2 and set(merged["first_finish_reason"]) == {"stop", "length"}
+
+
+def test_a_torn_chunk_loses_only_its_items(bench, tmp_path, caplog):
+    """A chunk file cut short (a copy interrupted, a disk fault) costs its own items, not the
+    shard: the rerun regenerates them and keeps the other chunks."""
+    out = tmp_path / "shard-0.parquet"
+    with pytest.raises(RuntimeError, match="killed"):
+        _shard(FakeBackend(fail_after=7), bench, out)
+    chunks = sorted(parts_dir(out).glob("chunk-*.parquet"))
+    torn_items = set(pd.read_parquet(chunks[0])["item_id"])
+    chunks[0].write_bytes(chunks[0].read_bytes()[:40])
+    second = FakeBackend()
+    _shard(second, bench, out)
+    assert set(second.seen) & torn_items == torn_items and len(second.seen) == 13 + len(torn_items)
+    assert len(pd.read_parquet(out)) == 20
+    assert f"{chunks[0]} is unreadable" in caplog.text

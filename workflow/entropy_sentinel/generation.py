@@ -23,6 +23,7 @@ import pandas as pd
 
 from .backends import GENERATION_COLUMNS, GenerationSettings
 from .benchmarks.prompts import build_messages
+from .integrity import CorruptInputError, check_file
 from .provenance import frame_fingerprint, library_versions, now, write_parquet
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,17 @@ def completed_parts(parts: Path) -> pd.DataFrame:
     One row per item: the first committed success, else the last committed error.
     """
     files = _part_files(parts)
-    if not files:
+    frames = []
+    for file in files:
+        try:
+            check_file(file)
+        except CorruptInputError as error:  # lose only this chunk: its items are generated again
+            log.warning("%s; removing it, its items will be generated again", error)
+            file.unlink()
+            continue
+        frames.append(pd.read_parquet(file))
+    if not frames:
         return pd.DataFrame(columns=list(GENERATION_COLUMNS))
-    frames = [pd.read_parquet(f) for f in files]
     done = pd.concat(
         [f.reindex(columns=list(GENERATION_COLUMNS)) for f in frames], ignore_index=True
     )
