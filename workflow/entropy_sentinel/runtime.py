@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 from .integrity import check_inputs
 
@@ -31,3 +33,13 @@ def log_to(path: str, name: str, inputs: Iterable | None = None) -> logging.Logg
 def _log_uncaught(kind, value, traceback) -> None:
     logging.getLogger("uncaught").critical("job failed", exc_info=(kind, value, traceback))
     sys.__excepthook__(kind, value, traceback)
+
+
+def import_from(folder: str | Path) -> None:
+    """Import this package from ``folder`` here and in every child process (jobs' scripts, in
+    whatever conda env): first on ``sys.path`` and on ``PYTHONPATH``."""
+    folder = str(folder)
+    if sys.path[0] != folder:
+        sys.path.insert(0, folder)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != folder]
+    os.environ["PYTHONPATH"] = os.pathsep.join([folder, *paths])

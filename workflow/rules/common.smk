@@ -1,15 +1,13 @@
-import os
 import re
 import sys
 from pathlib import Path
 
 # The package comes from this checkout, in this process and in every job's (whatever its conda
 # env holds): the envs hold third-party dependencies only, so no job runs a stale copy.
-CHECKOUT = str(Path(workflow.basedir) / "workflow")
-sys.path.insert(0, CHECKOUT)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [CHECKOUT, os.environ.get("PYTHONPATH")])
-)
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from entropy_sentinel.runtime import import_from  # noqa: E402
+
+import_from(Path(workflow.basedir) / "workflow")
 from entropy_sentinel.config import ConfigError, load_config_file  # noqa: E402
 from entropy_sentinel.cost import pending_cost_report  # noqa: E402
 from entropy_sentinel.plan import plan_workflow  # noqa: E402
@@ -39,8 +37,8 @@ except ConfigError as error:
 if workflow.is_main_process and (cost_report := pending_cost_report(config, PLAN)):
     print(cost_report, file=sys.stderr)
 
-# Targets of `rule all`: Snakemake alone rebuilds a missing intermediate only when a consumer
-# reruns anyway, so after an interrupted forced job it would report "Nothing to be done".
+# Inputs of the default target. Snakemake alone rebuilds a missing intermediate only when a
+# consumer reruns anyway, so after an interrupted forced job it reports "Nothing to be done".
 MISSING_INTERMEDIATES = PLAN.missing_intermediates()
 if workflow.is_main_process and MISSING_INTERMEDIATES:
     print(
