@@ -1,0 +1,218 @@
+"""``entropy-sentinel``: score served traffic with a saved estimator, monitor it, inspect one.
+
+    entropy-sentinel inspect results/evaluation/MODEL/estimator.skops
+    entropy-sentinel score LOG.jsonl --estimator EST --response-field response \\
+        --slice-field tenant --logprobs-mode raw --out scored/
+    entropy-sentinel monitor LOG.jsonl ... --estimator EST --window hour --min-accuracy 0.6 \\
+        --max-drop 0.1 --out monitor/
+
+Exit status: 0 done; 2 bad input or usage (the message says what, where and the fix);
+3 ``monitor`` raised alerts (each also a JSON line on stderr and a record in alerts.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_ALERT = 3
+
+
+def _log_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "logs",
+        nargs="+",
+        type=Path,
+        help="JSONL of OpenAI chat/completions responses (one per line, or under "
+        "--response-field of each log record), or a generation Parquet of this project",
+    )
+    parser.add_argument("--estimator", required=True, type=Path, help="a saved .skops estimator")
+    parser.add_argument(
+        "--response-field", help="dotted path of the response in each record; default: the line"
+    )
+    parser.add_argument("--slice-field", help="dotted path of the slice key; default: one slice")
+    parser.add_argument(
+        "--time-field",
+        help="dotted path of the time (unix seconds or ISO 8601); default: the response's created",
+    )
+    parser.add_argument(
+        "--logprobs-mode",
+        choices=("raw", "processed"),
+        help="what the server's log-probs are (vLLM --logprobs-mode raw_logprobs and "
+        "llama-server: raw); checked against the estimator's",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="entropy-sentinel",
+        description="Label-free accuracy estimates for served LLM traffic.",
+        epilog="Exit status: 0 done, 2 bad input, 3 monitor alerts.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    inspect = commands.add_parser("inspect", help="what a saved estimator expects")
+    inspect.add_argument("estimator", type=Path)
+    inspect.add_argument("--json", action="store_true", help="the full metadata as JSON")
+
+    score = commands.add_parser(
+        "score", help="p(correct) per response and estimated accuracy per slice"
+    )
+    _log_arguments(score)
+    score.add_argument("--out", type=Path, help="write responses.parquet, slices.csv, summary.json")
+
+    monitor = commands.add_parser(
+        "monitor", help="estimates per slice over time windows, with alerts"
+    )
+    _log_arguments(monitor)
+    monitor.add_argument("--window", choices=("hour", "day"), default="hour")
+    monitor.add_argument(
+        "--baseline",
+        default="first",
+        help="'first' (each slice's first window) or START/END in ISO 8601",
+    )
+    monitor.add_argument(
+        "--min-accuracy", type=float, help="alert when a window's upper bound is below this"
+    )
+    monitor.add_argument(
+        "--max-drop", type=float, help="alert when the estimate drops this far below baseline"
+    )
+    monitor.add_argument("--min-responses", type=int, default=20, help="smaller windows: no alert")
+    monitor.add_argument("--out", type=Path, required=True, help="output folder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .traffic import TrafficError
+
+    try:
+        if args.command == "inspect":
+            return inspect_command(args)
+        if args.command == "score":
+            return score_command(args)
+        return monitor_command(args)
+    except (TrafficError, ValueError, FileNotFoundError) as error:
+        print(f"entropy-sentinel {args.command}: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _estimator(path: Path):
+    from .estimators import load_estimator
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no such estimator; the workflow writes them to "
+            "results/evaluation/MODEL/estimator.skops"
+        )
+    return load_estimator(path)
+
+
+def _format(args):
+    from .traffic import LogFormat
+
+    return LogFormat(
+        response_field=args.response_field,
+        slice_field=args.slice_field,
+        time_field=args.time_field,
+        logprobs_mode=args.logprobs_mode,
+    )
+
+
+def inspect_command(args) -> int:
+    meta = _estimator(args.estimator).metadata()
+    if args.json:
+        print(json.dumps(meta, indent=2))
+        return 0
+    spec = meta["feature_spec"]
+    interval = meta.get("interval") or {}
+    provenance = meta.get("provenance") or {}
+    lines = [
+        f"estimator      {args.estimator}",
+        f"classifier     {meta['config']['classifier']} (calibrate={meta['config']['calibrate']},"
+        f" balance={meta['config']['balance']})",
+        f"features       {meta['config']['features']}: {', '.join(meta['feature_names'] or [])}",
+        f"top-k          {spec.get('k') or 'unknown'} top log-probs per token",
+        f"logprobs mode  {spec.get('logprobs_mode') or 'unknown'}",
+        f"entropy        {spec['entropy']} ({spec['definitions']} definitions, "
+        f"segment {spec['segment']})",
+        f"interval       {_describe_interval(interval)}",
+        "trained on     "
+        + ", ".join(f"{k}={v}" for k, v in provenance.items() if not isinstance(v, dict | list)),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _describe_interval(interval: dict) -> str:
+    if not interval:
+        return "none (point estimates only)"
+    from .accuracy import SliceInterval
+
+    return SliceInterval.from_dict(interval).covers
+
+
+def score_command(args) -> int:
+    import pandas as pd
+
+    from .monitor import score_logs
+    from .provenance import jsonable, now, sha256_file, write_json, write_parquet
+    from .scoring import slice_table
+
+    estimator = _estimator(args.estimator)
+    scored, skipped = score_logs(estimator, args.logs, _format(args))
+    slices = slice_table(estimator, scored)
+    _report_skipped(skipped)
+    with pd.option_context("display.width", 160, "display.max_columns", 20):
+        print(slices.drop(columns="covers").to_string(index=False))
+    print(f"interval: {slices['covers'].iloc[-1]}")
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        summary = {
+            "responses_scored": len(scored),
+            "skipped": skipped,
+            "estimator": {"path": str(args.estimator), "sha256": sha256_file(args.estimator)},
+            "feature_spec": estimator.feature_spec_.as_dict(),
+            "logs": {str(p): sha256_file(p) for p in args.logs},
+            "written_at": now(),
+        }
+        columns = ["log", "line", "slice", "time", "n_tokens", "finish_reason", "p_correct"]
+        columns += [c for c in ("item_id",) if c in scored]
+        write_parquet(scored[columns], args.out / "responses.parquet", jsonable(summary))
+        slices.to_csv(args.out / "slices.csv", index=False)
+        write_json(jsonable(summary), args.out / "summary.json")
+    return 0
+
+
+def monitor_command(args) -> int:
+    from .monitor import AlertRules, Baseline, alert_lines, run_monitor
+
+    windows, alerts = run_monitor(
+        logs=args.logs,
+        estimator_path=args.estimator,
+        fmt=_format(args),
+        window=args.window,
+        baseline=Baseline.parse(args.baseline),
+        rules=AlertRules(args.min_accuracy, args.max_drop, args.min_responses),
+        out_dir=args.out,
+    )
+    summary = json.loads((args.out / "summary.json").read_text())
+    _report_skipped(summary["skipped"])
+    print(f"{len(windows)} slice windows, {len(alerts)} alerts; see {args.out / 'monitor.html'}")
+    for line in alert_lines(alerts):
+        print(line, file=sys.stderr)
+    return EXIT_ALERT if alerts else 0
+
+
+def _report_skipped(skipped: dict) -> None:
+    left_out = {reason: n for reason, n in skipped.items() if n}
+    if left_out:
+        listing = ", ".join(f"{n} {reason}" for reason, n in left_out.items())
+        print(f"skipped responses: {listing}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Scoring traffic with a saved estimator: p(correct) per response, accuracy per slice.
+
+Features of many responses are computed at once. The per-step entropy comes from
+``entropy.entropy_profile`` over all steps stacked; the 17 features of the ``standard``
+definitions are then per-response reductions of it (segment sums, maxima, a segmented sort for
+the quantiles). Those definitions live in ``features.py``: every batch checks its first
+responses against ``features.response_features`` and fails loudly on any difference, so the two
+cannot drift apart. Other feature specs (paper definitions, answer/reasoning segments) take the
+per-response path of ``features.py`` directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .entropy import entropy_profile
+from .features import FEATURE_NAMES, FeatureSpec, response_features
+from .traffic import LogprobBatch, TrafficError
+
+_QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
+_EPS = 1e-12  # features._standard: a profile with a smaller std has no shape
+CHECKED_RESPONSES = 16
+
+
+def check_scorable(batch: LogprobBatch, spec: FeatureSpec, source: str) -> None:
+    """Refuse a log the estimator cannot honestly score (raw vs processed, top-k width)."""
+    if spec.logprobs_mode is not None:
+        if batch.logprobs_mode is None:
+            raise TrafficError(
+                f"{source}: the estimator was trained on {spec.logprobs_mode} log-probs and the "
+                "log does not say which kind it holds: declare it with --logprobs-mode "
+                "raw|processed (vLLM: --logprobs-mode raw_logprobs gives raw; llama-server: raw)"
+            )
+        if batch.logprobs_mode != spec.logprobs_mode:
+            raise TrafficError(
+                f"{source}: the log holds {batch.logprobs_mode} log-probs but the estimator was "
+                f"trained on {spec.logprobs_mode} ones: their entropies are not comparable. Serve "
+                f"with {spec.logprobs_mode} log-probs or use an estimator trained on "
+                f"{batch.logprobs_mode} ones"
+            )
+    if spec.k is not None and batch.k is not None and batch.k < spec.k:
+        raise TrafficError(
+            f"{source}: {batch.k} top log-probs per token, the estimator needs {spec.k}"
+        )
+    if spec.entropy == "full":
+        raise TrafficError(
+            f"{source}: the estimator uses full-vocabulary entropy, which servers do not report; "
+            "use an estimator trained with features.entropy: topk or topk_sampled"
+        )
+
+
+def batch_features(batch: LogprobBatch, spec: FeatureSpec) -> pd.DataFrame:
+    """The 17 features of every response of ``batch`` (one row each, in order)."""
+    if spec.definitions != "standard" or spec.segment != "all":
+        return _per_response(batch, spec, range(len(batch)))
+    profile = entropy_profile(
+        batch.topk, spec.entropy, sampled_logprobs=batch.sampled, sampled_in_topk=batch.in_topk
+    )
+    table = _standard_batch(profile, batch.sampled, batch.offsets)
+    checked = range(min(CHECKED_RESPONSES, len(batch)))
+    reference = _per_response(batch, spec, checked)
+    if not np.allclose(
+        table.iloc[: len(reference)].to_numpy(), reference.to_numpy(), rtol=1e-9, equal_nan=True
+    ):
+        raise AssertionError(
+            "batched features differ from features.response_features: the definitions in "
+            "features.py changed; update scoring._standard_batch to match"
+        )
+    return table
+
+
+def _per_response(batch: LogprobBatch, spec: FeatureSpec, rows) -> pd.DataFrame:
+    return pd.DataFrame(
+        [
+            response_features(
+                batch.topk[batch.steps(i)],
+                batch.sampled[batch.steps(i)],
+                spec,
+                sampled_in_topk=batch.in_topk[batch.steps(i)],
+            )
+            for i in rows
+        ],
+        columns=list(FEATURE_NAMES),
+    )
+
+
+def _standard_batch(p: np.ndarray, lp: np.ndarray, offsets: np.ndarray) -> pd.DataFrame:
+    """features._standard for every segment ``offsets[i]:offsets[i+1]`` (all non-empty)."""
+    starts, n = offsets[:-1], np.diff(offsets)
+    segment = np.repeat(np.arange(len(n)), n)
+    mean = np.add.reduceat(p, starts) / n
+    centred = p - mean[segment]
+    std = np.sqrt(np.add.reduceat(centred**2, starts) / n)
+    flat = std < _EPS
+    safe = np.where(flat, 1.0, std)
+    skewness = np.where(flat, 0.0, np.add.reduceat(centred**3, starts) / n / safe**3)
+    kurtosis = np.where(flat, 0.0, np.add.reduceat(centred**4, starts) / n / safe**4 - 3.0)
+    ordered = p[np.lexsort((p, segment))]
+    quantiles = {}
+    for name, q in zip(("q10", "q25", "q50", "q75", "q90"), _QUANTILES, strict=True):
+        position = (n - 1) * q
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, n - 1)
+        a, b = ordered[starts + below], ordered[starts + above]
+        t = position - below
+        diff = b - a
+        # numpy's linear interpolation, rounded as np.quantile rounds it
+        quantiles[name] = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+    nll = -lp
+    nll_avg = np.add.reduceat(nll, starts) / n
+    columns = {
+        "mean": mean,
+        "std": std,
+        "max": np.maximum.reduceat(p, starts),
+        **quantiles,
+        "skewness": skewness,
+        "kurtosis": kurtosis,
+        "se_sum": np.add.reduceat(p, starts),
+        "nll_avg": nll_avg,
+        "nll_max": np.maximum.reduceat(nll, starts),
+        "nll_sum": np.add.reduceat(nll, starts),
+        "lntp": np.exp(np.add.reduceat(lp, starts) / n),
+        "mtp": np.exp(np.minimum.reduceat(lp, starts)),
+        "ppl": np.exp(nll_avg),
+    }
+    return pd.DataFrame({name: columns[name] for name in FEATURE_NAMES})
+
+
+def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
+    """``batch.meta`` with the features and ``p_correct`` of every response it can score.
+
+    Responses whose features are undefined (NaN) are dropped and counted in
+    ``batch.skipped["undefined features"]``.
+    """
+    spec = estimator.feature_spec_
+    check_scorable(batch, spec, source)
+    features = batch_features(batch, spec)
+    defined = features.notna().all(axis=1).to_numpy()
+    batch.skipped["undefined features"] = int((~defined).sum())
+    scored = pd.concat([batch.meta.reset_index(drop=True), features], axis=1)[defined]
+    scored["p_correct"] = estimator.p_correct(scored[list(FEATURE_NAMES)]) if len(scored) else []
+    return scored.reset_index(drop=True)
+
+
+def slice_estimate(estimator, p_correct: np.ndarray):
+    """``estimator.estimate`` from p(correct) already computed (no second prediction)."""
+    from .estimators import SliceEstimate
+
+    p = np.asarray(p_correct, dtype=np.float64)
+    point = float(p.mean()) if p.size else float("nan")
+    if estimator.interval_ is None:
+        return SliceEstimate(point, n=int(p.size))
+    from .accuracy import SliceInterval
+
+    return SliceInterval.from_dict(estimator.interval_).around(point, int(p.size))
+
+
+def slice_table(estimator, scored: pd.DataFrame) -> pd.DataFrame:
+    """Estimated accuracy and interval per slice (and over all responses, slice ``*``)."""
+    rows = [
+        {"slice": name, **slice_estimate(estimator, group["p_correct"]).as_dict()}
+        for name, group in scored.groupby("slice", sort=True)
+    ]
+    rows.append({"slice": "*", **slice_estimate(estimator, scored["p_correct"]).as_dict()})
+    return pd.DataFrame(rows)
