@@ -33,27 +33,21 @@ def test_metrics_match_hand_computations():
 
 
 def test_atc_hand_computed_case():
+    from entropy_sentinel.accuracy import ATCFeature, SourceFit
+
     # source: 10 rows, 4 wrong (error 0.4); correct rows have LOW scores -> sign = -1
     score = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], dtype=float)
     y = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0, 0], dtype=bool)
-    atc = ev.ATC.fit(score[:, None], y)
-    assert atc.sign[0] == -1.0
+    frame = pd.DataFrame(0.0, index=range(10), columns=list(ev.FEATURE_NAMES)).assign(max=score)
+    src = SourceFit.labelled(frame, y)
+    atc = ATCFeature("max").fit_source(src)
+    assert atc.sign_ == -1.0
     # oriented scores -10..-1; 40% quantile (linear) = -10 + 0.4*9 = -6.4
-    assert atc.threshold[0] == pytest.approx(-6.4)
+    assert atc.threshold_ == pytest.approx(-6.4)
     # fraction of source at or above the threshold = source accuracy
-    assert atc.estimate(score[:, None])[0] == pytest.approx(0.6)
-    target = np.array([2.0, 6.0, 7.0, 100.0])  # oriented -2, -6, -7, -100: two >= -6.4
-    assert ev.atc_estimate(score, y, target) == pytest.approx(0.5)
-
-
-def test_bootstrap_ci_is_seeded_and_covers_the_mean():
-    p = np.random.default_rng(0).random(500)
-    lo, hi = ev.bootstrap_ci(p, n_boot=2000, seed=7)
-    assert (lo, hi) == ev.bootstrap_ci(p, n_boot=2000, seed=7)
-    assert lo < p.mean() < hi
-    # the percentile CI of a mean is close to +-1.96 standard errors
-    se = p.std() / np.sqrt(p.size)
-    assert hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert atc.point(src, frame, None) == pytest.approx(0.6)
+    target = frame.iloc[:4].assign(max=[2.0, 6.0, 7.0, 100.0])  # oriented: two >= -6.4
+    assert atc.point(src, target, None) == pytest.approx(0.5)
 
 
 def test_clean_features_drops_and_counts(table):
@@ -74,12 +68,29 @@ def test_protocol_masks():
     assert evaluate.tolist() == [False, True, True, True]
 
 
-def test_evaluate_slices_well_specified_estimator_is_accurate(table):
-    cfg = {"classifier": "logistic_regression", "calibrate": True, "balance": False}
-    per_slice, m = ev.evaluate_slices(table, ["easy", "hard"], "domain", cfg, seed=0)
+CFG = {
+    "classifier": "logistic_regression",
+    "calibrate": True,
+    "balance": False,
+    "features": "17D",
+    "calibration": "sigmoid",
+    "seed": 0,
+    "interval_level": 0.9,
+    "interval_units": 10,
+}
+
+
+@pytest.fixture(scope="module")
+def evaluated(table):
+    return ev.run_evaluation(table, ["easy", "hard"], "domain", CFG)
+
+
+def test_run_evaluation_well_specified_estimator_is_accurate(evaluated):
+    per_slice, m = evaluated.per_slice, evaluated.metrics
     expected_cols = {
         "slice", "in_training", "n", "true_accuracy", "estimated_accuracy", "abs_error",
-        "ci_low", "ci_high", "auroc", "brier", "atc_max_estimate", "atc_max_abs_error",
+        "interval_low", "interval_high", "covered", "auroc", "brier", "estimate:ATC[max]",
+        "estimate:Selected", "estimate:train accuracy",
     }  # fmt: skip
     assert expected_cols <= set(per_slice.columns)
     assert len(per_slice) == 4
@@ -88,20 +99,25 @@ def test_evaluate_slices_well_specified_estimator_is_accurate(table):
     assert m["mae"] < 0.05 and m["spearman"] == pytest.approx(1.0)
     assert m["atc_max_mae"] < 0.06
     # the trivial baseline cannot follow the very different base rates
-    assert m["train_accuracy_mae"] > 0.15
-    assert set(m["atc_mae"]) >= {"max", "se_sum"}
-    assert (per_slice["ci_low"] <= per_slice["estimated_accuracy"]).all()
+    assert m["estimators"]["train accuracy"]["mae"] > 0.15
+    assert set(m["selected"]) == {"Selected", "ATC[best]"}
+    assert (per_slice["interval_low"] <= per_slice["estimated_accuracy"]).all()
+    assert (per_slice["estimated_accuracy"] <= per_slice["interval_high"]).all()
+    # every estimator has an interval that says what it covers
+    est = evaluated.estimates
+    assert est["estimator"].nunique() == 10 and est["covers"].str.contains("not trained on").all()
+    assert evaluated.estimator.interval_ is not None
 
 
 def test_shuffled_labels_give_large_error(table):
     shuffled = table.copy()
     shuffled["correct"] = np.random.default_rng(0).permutation(shuffled["correct"].to_numpy())
     # labels no longer depend on the features, yet the evaluation uses the true labels
-    est_cfg = {"classifier": "logistic_regression", "calibrate": True, "balance": False}
-    from entropy_sentinel.estimators import estimator_from_config
+    from entropy_sentinel.estimators import make_estimator
 
     train = shuffled[shuffled["split"] == "train"]
-    est = estimator_from_config(est_cfg).fit(train, train["correct"])
+    est = make_estimator("logistic_regression", calibrate=True, balance=False)
+    est.fit(train, train["correct"])
     true_acc, est_acc = [], []
     for _, g in table.groupby("domain"):
         true_acc.append(g["correct"].mean())
@@ -111,27 +127,28 @@ def test_shuffled_labels_give_large_error(table):
 
 def test_unknown_training_slice_is_an_error(table):
     with pytest.raises(ValueError, match="not in the data"):
-        ev.evaluate_slices(table, ["nope"], "domain", {"classifier": "logistic_regression"})
+        ev.run_evaluation(table, ["nope"], "domain", CFG)
 
 
-def test_platt_confidence_baseline_is_calibrated(table):
+def test_average_confidence_baseline_is_calibrated(table):
+    from entropy_sentinel.accuracy import AverageConfidence, SourceFit
+
     train = table[table["split"] == "train"]
-    platt = ev.PlattConfidence("max").fit(train["max"], train["correct"])
-    assert platt.predict_proba(train["max"]).mean() == pytest.approx(
-        train["correct"].mean(), abs=0.01
-    )
+    src = SourceFit.labelled(train, train["correct"])
+    baseline = AverageConfidence("max").fit_source(src)
+    assert baseline.point(src, train, None) == pytest.approx(train["correct"].mean(), abs=0.01)
 
 
-def test_summary_markdown_and_strict_json(table, tmp_path):
+def test_summary_markdown_and_strict_json(evaluated, tmp_path):
     import json
 
     from entropy_sentinel.provenance import write_json
     from entropy_sentinel.reports import summary_markdown
 
-    cfg = {"classifier": "logistic_regression", "bootstrap": 50}
-    per_slice, m = ev.evaluate_slices(table, ["easy", "hard"], "domain", cfg)
+    per_slice, m = evaluated.per_slice, dict(evaluated.metrics)
     md = summary_markdown({"toy-model": (per_slice, m)})
     assert "## toy-model" in md and "| mid_easy |" in md and "Spearman" in md
+    assert "not trained on" in md
     m["nan_metric"] = float("nan")
     write_json(m, tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text())["nan_metric"] is None

@@ -53,7 +53,7 @@ def slurm_config(model_dir: Path) -> dict:
     config["benchmarks"] = {"synthetic": {"source": "synthetic", "n_per_domain": 4, "seed": 3}}
     config["generation"].update(shard_size=10, chunk_size=1)
     config["generation"]["settings"].update(max_new_tokens=48, batch_size=1)
-    config["estimator"]["bootstrap"] = 20
+    config["estimator"]["study_max_train_slices"] = 1
     config["sweep"] = {"enabled": False}
     return config
 

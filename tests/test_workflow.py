@@ -25,7 +25,7 @@ def tiny_config(model_dir: Path) -> dict:
     config["generation"]["shard_size"] = 16
     config["generation"]["chunk_size"] = 4
     config["generation"]["settings"].update(max_new_tokens=12, batch_size=8)
-    config["estimator"]["bootstrap"] = 50
+    config["estimator"]["study_max_train_slices"] = 1
     return config
 
 

@@ -1,35 +1,51 @@
-"""The Entropy Sentinel estimator: a per-response p(correct) classifier whose mean is a slice's
-estimated accuracy (reference §5.1-§5.2).
+"""The Entropy Sentinel classifier: per-response p(correct) whose mean is a slice's estimated
+accuracy (reference §5.1-§5.2), as a scikit-learn classifier.
 
-    est = make_estimator("random_forest", calibrate=True, balance=True, features="17D")
+    est = EntropySentinel("random_forest", calibrate=True, balance=True, features="17D")
     est.fit(train_df, train_df["correct"])
-    est.estimate_accuracy(unlabelled_df)
-    est.save("es.skops"); load_estimator("es.skops").predict_proba(new_rows)
+    est.predict_proba(unlabelled_df)[:, 1]      # p(correct) per response
+    est.estimate(unlabelled_df)                 # SliceEstimate: point, low, high
+    est.save("es.skops"); load_estimator("es.skops")
 
-Persistence uses skops with an explicit allow-list of types, never pickle.
+Fitting, fixed against the original's flaws (reference §9):
+- Scaling, oversampling (MLP) and the model are one pipeline, so the grid search and the
+  calibration folds resample only their training part; calibration is fitted on rows that
+  were never resampled, so the calibrated p keeps the true class prior.
+- Every penalty is explicit: L1 logistic regression is ``l1_ratio=1`` (scikit-learn >= 1.8),
+  the MLP's L2 is ``alpha``.
+
+Persistence uses skops with an explicit allow-list of types, never pickle. A saved estimator
+stores the feature spec its rows were computed with (definitions, entropy variant, segment, k,
+log-probs mode); scoring rows computed another way raises FeatureSpecMismatch.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
-from dataclasses import dataclass, field
+import zipfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import sklearn
-from sklearn.base import clone
+from imblearn.over_sampling import RandomOverSampler
+from imblearn.pipeline import Pipeline as ImbPipeline
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV, StratifiedShuffleSplit
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, StratifiedShuffleSplit
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.multiclass import check_classification_targets, type_of_target
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .features import FEATURE_SETS
+from .features import FEATURE_SETS, FeatureSpec
 from .provenance import jsonable
 
 CLASSIFIERS = ("random_forest", "logistic_regression", "mlp")
@@ -47,18 +63,26 @@ PARAM_GRIDS: dict[str, dict[str, list[Any]]] = {
 
 # Types a saved estimator may contain beyond skops' defaults; anything else refuses to load.
 TRUSTED_TYPES = (
-    "sklearn.dummy.DummyClassifier",
+    "entropy_sentinel.estimators.EntropySentinel",
+    "imblearn.over_sampling._random_over_sampler.RandomOverSampler",
+    "imblearn.pipeline.Pipeline",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.dummy.DummyClassifier",
+    "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
     "sklearn.tree._tree.Tree",
 )
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 class TooFewSamplesError(ValueError):
     """The minority class has fewer than 2 training rows; the config is skipped (§5.2)."""
+
+
+class FeatureSpecMismatch(ValueError):
+    """Rows were computed with other feature settings than the estimator was trained on."""
 
 
 def canonical_classifier(name: str) -> str:
@@ -69,8 +93,11 @@ def canonical_classifier(name: str) -> str:
     return name
 
 
-def feature_names(features: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
-    """Feature column names for a family name ("17D", ...) or an explicit list."""
+def feature_names(features) -> tuple[str, ...] | None:
+    """Feature column names for a family name ("17D", ...), an explicit list, or None (all
+    columns, positionally)."""
+    if features is None:
+        return None
     if isinstance(features, str):
         if features not in FEATURE_SETS:
             raise ValueError(f"unknown feature set {features!r}; expected {list(FEATURE_SETS)}")
@@ -78,8 +105,14 @@ def feature_names(features: str | list[str] | tuple[str, ...]) -> tuple[str, ...
     return tuple(features)
 
 
+def minority_count(y) -> int:
+    """Size of the smaller class (0 when only one class is present)."""
+    _, counts = np.unique(np.asarray(y), return_counts=True)
+    return int(counts.min()) if len(counts) == 2 else 0
+
+
 def base_classifier(classifier: str, balance: bool, seed: int = 42):
-    """The unfitted base estimator of §5.2."""
+    """The unfitted base model of §5.2, every penalty explicit."""
     classifier = canonical_classifier(classifier)
     if classifier == "random_forest":
         return RandomForestClassifier(
@@ -89,10 +122,9 @@ def base_classifier(classifier: str, balance: bool, seed: int = 42):
             n_jobs=1,
         )
     if classifier == "logistic_regression":
-        # l1_ratio=1 is the L1 penalty (`penalty="l1"` is deprecated in scikit-learn >= 1.8)
         return LogisticRegression(
             solver="liblinear",
-            l1_ratio=1.0,
+            l1_ratio=1.0,  # L1
             max_iter=10000,
             random_state=seed,
             class_weight="balanced" if balance else None,
@@ -102,70 +134,118 @@ def base_classifier(classifier: str, balance: bool, seed: int = 42):
     )
 
 
-def oversample(X: np.ndarray, y: np.ndarray, seed: int = 42) -> tuple[np.ndarray, np.ndarray]:
-    """Random oversampling of the minority class to parity (RandomOverSampler-equivalent)."""
-    classes, counts = np.unique(y, return_counts=True)
-    if len(classes) < 2 or counts[0] == counts[1]:
-        return X, y
-    minority = classes[np.argmin(counts)]
-    rng = np.random.default_rng(seed)
-    extra = rng.choice(np.flatnonzero(y == minority), size=counts.max() - counts.min())
-    idx = np.concatenate([np.arange(len(y)), extra])
-    return X[idx], y[idx]
+def make_pipeline(classifier: str, balance: bool, seed: int = 42):
+    """Scaler (+ oversampler for the balanced MLP) + model. Resampling happens inside fit only,
+    so any cross-validation around the pipeline resamples its training folds alone."""
+    model = base_classifier(classifier, balance, seed)
+    if balance and canonical_classifier(classifier) == "mlp":
+        return ImbPipeline(
+            [
+                ("scale", StandardScaler()),
+                ("oversample", RandomOverSampler(random_state=seed)),
+                ("model", model),
+            ]
+        )
+    return Pipeline([("scale", StandardScaler()), ("model", model)])
 
 
-def minority_count(y: np.ndarray) -> int:
-    """Size of the smaller class (0 when only one class is present)."""
-    y = np.asarray(y, dtype=bool)
-    return int(min(y.sum(), (~y).sum()))
-
-
-def grid_search(X: np.ndarray, y: np.ndarray, classifier: str, balance: bool, seed: int = 42):
-    """Best base estimator by AUROC on one stratified 70/30 split (the newest original), refit
-    on all of X. With a single parameter set there is nothing to search."""
-    base = base_classifier(classifier, balance, seed)
-    grid = PARAM_GRIDS[canonical_classifier(classifier)]
+def grid_search(X, y, classifier: str, balance: bool, seed: int = 42):
+    """Best pipeline by AUROC on one stratified 70/30 split (the newest original), refit on all
+    of X; returns (fitted pipeline, best params)."""
+    grid = {f"model__{k}": v for k, v in PARAM_GRIDS[canonical_classifier(classifier)].items()}
     cv = StratifiedShuffleSplit(n_splits=1, test_size=0.3, random_state=seed)
-    search = GridSearchCV(base, grid, scoring="roc_auc", cv=cv, n_jobs=1, error_score=np.nan)
+    search = GridSearchCV(
+        make_pipeline(classifier, balance, seed),
+        grid,
+        scoring="roc_auc",
+        cv=cv,
+        n_jobs=1,
+        error_score=np.nan,
+    )
     search.fit(X, y)
-    return search.best_estimator_, search.best_params_
+    params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
+    return search.best_estimator_, params
 
 
-def calibrate_model(model, X: np.ndarray, y: np.ndarray, method: str = "sigmoid"):
-    """Cross-validated calibration of an (unfitted copy of the) selected model on X, y."""
+def calibrate_model(pipeline, X, y, method: str = "sigmoid", seed: int = 42):
+    """Cross-validated calibration of (unfitted copies of) the selected pipeline on X, y. Each
+    fold fits the pipeline (resampling its training part) and calibrates on held-out rows
+    that were never resampled."""
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration {method!r}; expected {CALIBRATION_METHODS}")
-    cv = min(5, minority_count(y))
-    return CalibratedClassifierCV(clone(model), method=method, cv=cv).fit(X, y)
+    cv = StratifiedKFold(n_splits=min(5, minority_count(y)), shuffle=True, random_state=seed)
+    return CalibratedClassifierCV(clone(pipeline), method=method, cv=cv).fit(X, y)
 
 
-@dataclass
-class EntropySentinel:
-    """A slice-accuracy estimator over named feature columns."""
+@dataclass(frozen=True)
+class SliceEstimate:
+    """A slice's estimated accuracy and its interval; `covers` says what the interval is for."""
 
-    classifier: str = "random_forest"
-    calibrate: bool = True
-    balance: bool = True
-    features: str | tuple[str, ...] = "17D"
-    calibration: str = "sigmoid"
-    seed: int = 42
-    feature_names_: tuple[str, ...] = field(default=(), init=False)
-    scaler_: StandardScaler | None = field(default=None, init=False, repr=False)
-    model_: Any = field(default=None, init=False, repr=False)
-    best_params_: dict[str, Any] = field(default_factory=dict, init=False)
-    provenance_: dict[str, Any] = field(default_factory=dict, init=False)
+    point: float
+    low: float = float("nan")
+    high: float = float("nan")
+    level: float = float("nan")
+    covers: str = "no interval"
+    n: int = 0
 
-    def __post_init__(self) -> None:
-        self.classifier = canonical_classifier(self.classifier)
-        if self.calibration not in CALIBRATION_METHODS:
-            raise ValueError(f"unknown calibration {self.calibration!r}")
-        self.feature_names_ = feature_names(self.features)
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class EntropySentinel(ClassifierMixin, BaseEstimator):
+    """Binary classifier of response correctness over named feature columns.
+
+    Parameters follow §5.2: ``classifier`` (random_forest, logistic_regression, mlp),
+    ``calibrate`` (+ ``calibration`` method), ``balance`` (class weights, or in-fold
+    oversampling for the MLP), ``features`` (a family name, a list of columns, or None for
+    all columns), ``seed``. ``params`` fixes the model's hyperparameters and skips the grid
+    search (used for fast refits of an already selected design).
+    """
+
+    def __init__(
+        self,
+        classifier: str = "random_forest",
+        calibrate: bool = True,
+        balance: bool = True,
+        features: str | tuple[str, ...] | None = "17D",
+        calibration: str = "sigmoid",
+        seed: int = 42,
+        params: dict[str, Any] | None = None,
+    ):
+        self.classifier = classifier
+        self.calibrate = calibrate
+        self.balance = balance
+        self.features = features
+        self.calibration = calibration
+        self.seed = seed
+        self.params = params
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
+    # ------------------------------------------------------------ input handling
+
+    def _select(self, X):
+        names = feature_names(self.features)
+        if names is None:
+            return X
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in names if c not in X.columns]
+            if missing:
+                raise KeyError(f"feature columns missing: {missing}")
+            return X.loc[:, list(names)]
+        X = np.asarray(X)
+        if X.ndim == 2 and X.shape[1] != len(names):
+            raise ValueError(f"expected {len(names)} feature columns {names}, got {X.shape[1]}")
+        return X
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments, JSON-serialisable."""
-        features = self.features if isinstance(self.features, str) else list(self.features)
+        """The design parameters, JSON-serialisable."""
+        features = self.features if isinstance(self.features, str | None) else list(self.features)
         return {
-            "classifier": self.classifier,
+            "classifier": canonical_classifier(self.classifier),
             "calibrate": bool(self.calibrate),
             "balance": bool(self.balance),
             "features": features,
@@ -173,99 +253,158 @@ class EntropySentinel:
             "seed": int(self.seed),
         }
 
-    def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        if isinstance(X, pd.DataFrame):
-            missing = [c for c in self.feature_names_ if c not in X.columns]
-            if missing:
-                raise KeyError(f"feature columns missing: {missing}")
-            X = X.loc[:, list(self.feature_names_)]
-        X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != len(self.feature_names_):
-            raise ValueError(f"expected {len(self.feature_names_)} feature columns, got {X.shape}")
-        return X
+    # ------------------------------------------------------------ fitting
 
     def fit(
         self,
-        X: pd.DataFrame | np.ndarray,
+        X,
         y,
-        provenance: dict[str, Any] | None = None,
+        *,
         allow_degenerate: bool = False,
+        feature_spec: FeatureSpec | None = None,
+        provenance: dict[str, Any] | None = None,
     ):
-        """Scale, (over)sample, grid-search and optionally calibrate on labelled rows.
+        """Grid-search, fit and optionally calibrate on labelled rows.
 
         With fewer than 2 rows of a class there is nothing to learn: this raises
-        ``TooFewSamplesError``, or with ``allow_degenerate`` fits the class prior (every
-        slice is then estimated at the training accuracy) and records why.
+        ``TooFewSamplesError``, or with ``allow_degenerate`` fits the class prior (every slice
+        is then estimated at the training accuracy) and records why in ``degenerate_``.
         """
-        X = self._matrix(X)
-        y = np.asarray(y, dtype=bool).astype(np.int64)
-        degenerate = None
-        if minority_count(y) < 2:
-            degenerate = f"minority class has {minority_count(y)} rows; need at least 2 to fit"
+        classifier = canonical_classifier(self.classifier)
+        if self.calibration not in CALIBRATION_METHODS:
+            raise ValueError(f"unknown calibration {self.calibration!r}")
+        X, y = validate_data(self, self._select(X), y)
+        check_classification_targets(y)
+        y_type = type_of_target(y, input_name="y", raise_unknown=True)
+        if y_type not in ("binary", "unknown") and len(np.unique(y)) > 1:
+            raise ValueError(
+                f"Only binary classification is supported. The type of the target is {y_type}."
+            )
+        self.classes_ = np.unique(y)
+        y01 = (y == self.classes_[-1]).astype(np.int64)
+        self.degenerate_ = None
+        if minority_count(y01) < 2:
+            self.degenerate_ = (
+                f"minority class has {minority_count(y01)} rows ({len(self.classes_)} class "
+                "present); need at least 2 rows of each class to fit"
+            )
             if not allow_degenerate:
-                raise TooFewSamplesError(degenerate)
-        self.scaler_ = StandardScaler().fit(X)
-        Xs = self.scaler_.transform(X)
-        if degenerate:
-            model, self.best_params_ = DummyClassifier(strategy="prior").fit(Xs, y), {}
+                raise TooFewSamplesError(self.degenerate_)
+            self.model_ = DummyClassifier(strategy="prior").fit(X, y01)
+            self.best_params_ = {}
         else:
-            Xf, yf = Xs, y
-            if self.balance and self.classifier == "mlp":
-                Xf, yf = oversample(Xs, y, self.seed)
-            model, self.best_params_ = grid_search(Xf, yf, self.classifier, self.balance, self.seed)
+            if self.params is None:
+                model, self.best_params_ = grid_search(X, y01, classifier, self.balance, self.seed)
+            else:
+                self.best_params_ = dict(self.params)
+                model = make_pipeline(classifier, self.balance, self.seed)
+                model.set_params(**{f"model__{k}": v for k, v in self.params.items()}).fit(X, y01)
             if self.calibrate:
-                model = calibrate_model(model, Xf, yf, self.calibration)
-        self.model_ = model
+                model = calibrate_model(model, X, y01, self.calibration, self.seed)
+            self.model_ = model
+        self.feature_spec_ = feature_spec or FeatureSpec()
+        self.interval_ = None
         self.provenance_ = {
-            "degenerate": degenerate,
-            "n_train": int(len(y)),
-            "train_accuracy": float(y.mean()),
+            "n_train": int(len(y01)),
+            "train_accuracy": float(y01.mean()),
             "sklearn_version": sklearn.__version__,
             "trained_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             **(provenance or {}),
         }
         return self
 
-    def _check_fitted(self) -> None:
-        if self.model_ is None:
-            raise RuntimeError("estimator is not fitted")
+    # ------------------------------------------------------------ scoring
 
-    def predict_proba(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
-        """p(correct) per row (1-D)."""
-        self._check_fitted()
-        proba = self.model_.predict_proba(self.scaler_.transform(self._matrix(X)))
-        classes = list(self.model_.classes_)
-        return proba[:, classes.index(1)] if 1 in classes else np.zeros(len(proba))
+    def predict_proba(self, X) -> np.ndarray:
+        """(n, 2) probabilities of classes_ (p(correct) is column 1); a prior-only fit on one
+        class gives that class probability 1."""
+        check_is_fitted(self, "model_")
+        X = validate_data(self, self._select(X), reset=False)
+        if len(self.classes_) == 1:
+            return np.ones((len(X), 1))
+        return self.model_.predict_proba(X)
 
-    def estimate_accuracy(self, X: pd.DataFrame | np.ndarray) -> float:
+    def predict(self, X) -> np.ndarray:
+        proba = self.predict_proba(X)
+        if proba.shape[1] == 1:
+            return np.full(len(proba), self.classes_[0])
+        return self.classes_[(proba[:, 1] >= 0.5).astype(int)]
+
+    def p_correct(self, X) -> np.ndarray:
+        """p(correct) per row, also for a prior-only fit on one class (0 or 1 then)."""
+        proba = self.predict_proba(X)
+        if proba.shape[1] == 2:
+            return proba[:, 1]
+        return np.full(len(proba), float(bool(self.classes_[0])))
+
+    def check_spec(self, spec: FeatureSpec | dict | None) -> None:
+        """Raise FeatureSpecMismatch when rows were computed with other feature settings."""
+        check_is_fitted(self, "model_")
+        if spec is None:
+            return
+        if isinstance(spec, dict):
+            spec = FeatureSpec.from_dict(spec)
+        problems = self.feature_spec_.mismatches(spec)
+        if problems:
+            raise FeatureSpecMismatch(
+                "these rows cannot be scored by this estimator: "
+                + "; ".join(problems)
+                + ". Recompute the features with the estimator's settings "
+                f"({self.feature_spec_.as_dict()}) or retrain it on rows like these."
+            )
+
+    def estimate(self, X, spec: FeatureSpec | dict | None = None) -> SliceEstimate:
+        """The slice's estimated accuracy (mean p(correct)) with the stored shift-aware
+        interval (see accuracy.SliceInterval), if the estimator has one."""
+        self.check_spec(spec)
+        p = self.p_correct(X)
+        point = float(p.mean()) if p.size else float("nan")
+        if self.interval_ is None:
+            return SliceEstimate(point, n=int(p.size))
+        from .accuracy import SliceInterval
+
+        return SliceInterval.from_dict(self.interval_).around(point, int(p.size))
+
+    def estimate_accuracy(self, X) -> float:
         """Estimated accuracy of a slice: the mean predicted p(correct)."""
-        return float(np.mean(self.predict_proba(X)))
+        return float(np.mean(self.p_correct(X)))
+
+    # ------------------------------------------------------------ persistence
 
     def metadata(self) -> dict[str, Any]:
-        """Config, feature names and provenance, as stored with a saved estimator."""
+        """Config, features, feature spec, interval and provenance, as stored when saved."""
+        check_is_fitted(self, "model_")
+        names = getattr(self, "feature_names_in_", None)
         return {
             "format_version": FORMAT_VERSION,
             "config": self.config(),
-            "feature_names": list(self.feature_names_),
+            "feature_names": [str(n) for n in names] if names is not None else None,
+            "n_features_in": int(self.n_features_in_),
+            "classes": [jsonable(c) for c in self.classes_],
+            "feature_spec": self.feature_spec_.as_dict(),
+            "interval": self.interval_,
+            "degenerate": self.degenerate_,
             "best_params": {k: jsonable(v) for k, v in self.best_params_.items()},
             "provenance": {k: jsonable(v) for k, v in self.provenance_.items()},
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write a skops file (model, scaler, metadata) and a human-readable JSON sidecar."""
+        """Write a skops file (model + metadata) and a human-readable JSON sidecar; a failed
+        write leaves neither a partial file nor its temporary behind."""
         import skops.io as sio
 
-        self._check_fitted()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = self.metadata()
         # metadata travels as a JSON string so skops stores only plain types besides the model
-        payload = {"model": self.model_, "scaler": self.scaler_, "metadata": json.dumps(meta)}
+        payload = {"model": self.model_, "metadata": json.dumps(meta)}
         tmp = path.with_name(path.name + ".tmp")
-        sio.dump(payload, tmp)
-        tmp.replace(path)
-        sidecar = path.with_name(path.name + ".json")
-        sidecar.write_text(json.dumps(meta, indent=2) + "\n")
+        try:
+            sio.dump(payload, tmp)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
         return path
 
     @classmethod
@@ -273,23 +412,41 @@ class EntropySentinel:
         """Load a saved estimator, refusing any type outside the allow-list."""
         import skops.io as sio
 
-        untrusted = sio.get_untrusted_types(file=path)
-        unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
-        if unexpected:
-            raise ValueError(f"{path} contains types outside the allow-list: {unexpected}")
-        payload = sio.load(path, trusted=list(untrusted))
-        if not isinstance(payload, dict) or not {"model", "scaler", "metadata"} <= set(payload):
+        path = Path(path)
+        try:
+            untrusted = sio.get_untrusted_types(file=path)
+            unexpected = sorted(set(untrusted) - set(TRUSTED_TYPES))
+            if unexpected:
+                raise ValueError(f"{path} contains types outside the allow-list: {unexpected}")
+            payload = sio.load(path, trusted=list(untrusted))
+        except (zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError) as err:
+            raise ValueError(
+                f"{path} is not a readable estimator file ({type(err).__name__}: {err}); it is "
+                "truncated or corrupt. Delete it and rerun the step that wrote it "
+                "(e.g. `snakemake --forcerun evaluate`)."
+            ) from err
+        if not isinstance(payload, dict) or not {"model", "metadata"} <= set(payload):
             raise ValueError(f"{path} is not a saved Entropy Sentinel")
         meta = json.loads(payload["metadata"])
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has format version {meta.get('format_version')}, this code reads "
+                f"{FORMAT_VERSION}: retrain it (`snakemake --forcerun evaluate`)"
+            )
         config = dict(meta["config"])
         if isinstance(config["features"], list):
             config["features"] = tuple(config["features"])
-        est = cls(**config)
-        est.feature_names_ = tuple(meta["feature_names"])
-        est.scaler_ = payload["scaler"]
+        est = cls(**config, params=meta["best_params"] or None)
         est.model_ = payload["model"]
-        est.best_params_ = meta.get("best_params", {})
-        est.provenance_ = meta.get("provenance", {})
+        est.classes_ = np.asarray(meta["classes"])
+        est.n_features_in_ = meta["n_features_in"]
+        if meta["feature_names"] is not None:
+            est.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+        est.feature_spec_ = FeatureSpec.from_dict(meta["feature_spec"])
+        est.interval_ = meta["interval"]
+        est.degenerate_ = meta["degenerate"]
+        est.best_params_ = meta["best_params"]
+        est.provenance_ = meta["provenance"]
         return est
 
 
@@ -297,33 +454,31 @@ def make_estimator(
     classifier: str = "random_forest",
     calibrate: bool = True,
     balance: bool = True,
-    features: str | tuple[str, ...] = "17D",
+    features: str | tuple[str, ...] | None = "17D",
     seed: int = 42,
     calibration: str = "sigmoid",
 ) -> EntropySentinel:
     """An unfitted EntropySentinel."""
+    canonical_classifier(classifier)
+    feature_names(features)
     return EntropySentinel(
-        classifier=classifier,
-        calibrate=calibrate,
-        balance=balance,
-        features=features,
-        calibration=calibration,
-        seed=seed,
+        canonical_classifier(classifier), calibrate, balance, features, calibration, seed
     )
 
 
 def estimator_from_config(cfg: dict[str, Any]) -> EntropySentinel:
-    """An unfitted EntropySentinel from config["estimator"] (extra keys are ignored)."""
+    """An unfitted EntropySentinel from config["estimator"] (extra keys are ignored); the
+    schema holds the defaults."""
     return make_estimator(
-        classifier=cfg.get("classifier", "random_forest"),
-        calibrate=bool(cfg.get("calibrate", True)),
-        balance=bool(cfg.get("balance", True)),
-        features=cfg.get("features", "17D"),
-        seed=int(cfg.get("seed", 42)),
-        calibration=cfg.get("calibration", "sigmoid"),
+        classifier=cfg["classifier"],
+        calibrate=bool(cfg["calibrate"]),
+        balance=bool(cfg["balance"]),
+        features=cfg["features"],
+        seed=int(cfg["seed"]),
+        calibration=cfg["calibration"],
     )
 
 
 def load_estimator(path: str | Path) -> EntropySentinel:
-    """Load a saved EntropySentinel; `load_estimator(p).predict_proba(rows)` scores new rows."""
+    """Load a saved EntropySentinel: `load_estimator(p).estimate(rows)` scores a slice."""
     return EntropySentinel.load(path)

@@ -2,8 +2,11 @@
 
 Protocol (the paper's): train on the train split of the training slices, then evaluate every
 slice on its test split if it is a training slice and on all of its rows otherwise.
-Baselines: ATC on single features, the training-set accuracy, and the average confidence of a
-univariate Platt model.
+Every slice estimate comes from the estimators of ``accuracy.py`` (the paper's ES, estimators
+from the label-free accuracy-estimation literature, a nested selection among them, and the
+baselines), each with its shift-aware interval. ``composition_study`` repeats the protocol over
+every training composition of up to k slices and measures the estimators' error, interval
+coverage and width on slices they were not trained on.
 """
 
 from __future__ import annotations
@@ -16,17 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import ConstantInputWarning, spearmanr
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
+from .accuracy import REPORTED, EstimatorPanel, summarise_estimates
 from .estimators import EntropySentinel, estimator_from_config
-from .features import FEATURE_NAMES
+from .features import FEATURE_NAMES, FeatureSpec
 
 log = logging.getLogger(__name__)
 
 SLICE_BY = ("benchmark", "domain")
-ATC_REPORTED = ("max", "nll_sum", "se_sum")
-AVG_CONF_FEATURE = "max"
 
 
 # ---------------------------------------------------------------- data preparation
@@ -102,6 +103,11 @@ def auroc(y, p) -> float:
     return float(roc_auc_score(y, np.asarray(p, dtype=float)))
 
 
+def auroc_failure(y, score) -> float:
+    """AUROC of a score for detecting failures (higher score = more likely wrong)."""
+    return auroc(~np.asarray(y, dtype=bool), score)
+
+
 def brier(y, p) -> float:
     """Brier score of p(correct)."""
     y = np.asarray(y, dtype=float)
@@ -139,118 +145,45 @@ def reliability_curve(y, p, n_bins: int = 10) -> pd.DataFrame:
     )
 
 
-def bootstrap_ci(
-    p, n_boot: int = 1000, level: float = 0.95, seed: int = 42, block: int = 256
-) -> tuple[float, float]:
-    """Percentile bootstrap CI (over instances) of a slice's mean predicted probability."""
-    p = np.asarray(p, dtype=float)
-    if p.size == 0 or n_boot <= 0:
-        return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_boot)
-    # blocks bound the (n_boot x n) index matrix's memory on large slices
-    for start in range(0, n_boot, block):
-        stop = min(start + block, n_boot)
-        idx = rng.integers(0, p.size, size=(stop - start, p.size))
-        means[start:stop] = p[idx].mean(axis=1)
-    alpha = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [alpha, 1.0 - alpha])
-    return float(low), float(high)
-
-
-# ---------------------------------------------------------------- baselines
-
-
-@dataclass(frozen=True)
-class ATC:
-    """Average Thresholded Confidence on single features (Garg et al. 2022; reference §5.5).
-
-    sign orients each feature so that correct rows score higher on average; threshold is the
-    source-error quantile of the oriented source scores.
-    """
-
-    sign: np.ndarray
-    threshold: np.ndarray
-    feature_names: tuple[str, ...]
-
-    @classmethod
-    def fit(cls, X_source, y_source, feature_names: tuple[str, ...] | None = None) -> ATC:
-        """Orient and threshold every column of X_source (rows x features)."""
-        X = np.atleast_2d(np.asarray(X_source, dtype=float).T).T
-        y = np.asarray(y_source, dtype=bool)
-        if y.size == 0:
-            raise ValueError("ATC needs labelled source rows")
-        mean_ok = X[y].mean(axis=0) if y.any() else np.zeros(X.shape[1])
-        mean_bad = X[~y].mean(axis=0) if (~y).any() else np.zeros(X.shape[1])
-        sign = np.where(mean_ok >= mean_bad, 1.0, -1.0)
-        source_error = 1.0 - y.mean()
-        threshold = np.quantile(X * sign, source_error, axis=0)
-        names = tuple(feature_names) if feature_names else tuple(map(str, range(X.shape[1])))
-        return cls(sign=sign, threshold=np.atleast_1d(threshold), feature_names=names)
-
-    def estimate(self, X) -> np.ndarray:
-        """Estimated accuracy per feature: the fraction of oriented scores >= threshold."""
-        X = np.atleast_2d(np.asarray(X, dtype=float).T).T
-        if X.shape[0] == 0:
-            return np.full(X.shape[1], np.nan)
-        return np.mean(X * self.sign >= self.threshold, axis=0)
-
-
-def atc_estimate(score_source, y_source, score_target) -> float:
-    """ATC estimate for one score vector: fit on source rows, estimate on target rows."""
-    atc = ATC.fit(np.asarray(score_source, dtype=float)[:, None], y_source)
-    return float(atc.estimate(np.asarray(score_target, dtype=float)[:, None])[0])
-
-
-class PlattConfidence:
-    """ "Average confidence" baseline: a univariate Platt model on one feature; a slice's
-    estimate is the mean calibrated probability."""
-
-    def __init__(self, feature: str = AVG_CONF_FEATURE):
-        self.feature = feature
-
-    def fit(self, x, y) -> PlattConfidence:
-        x = np.asarray(x, dtype=float)
-        self.mu_, self.sd_ = float(x.mean()), float(x.std() or 1.0)
-        y = np.asarray(y, dtype=bool)
-        if y.all() or not y.any():
-            self.const_ = float(y.mean())
-            self.model_ = None
-        else:
-            self.model_ = LogisticRegression().fit(((x - self.mu_) / self.sd_)[:, None], y)
-        return self
-
-    def predict_proba(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=float)
-        if self.model_ is None:
-            return np.full(x.size, self.const_)
-        return self.model_.predict_proba(((x - self.mu_) / self.sd_)[:, None])[:, 1]
-
-
 # ---------------------------------------------------------------- the evaluation protocol
+
+
+def design_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The classifier design (EntropySentinel parameters) of config["estimator"]."""
+    return estimator_from_config(cfg).config()
 
 
 @dataclass
 class EvaluationResult:
     """Output of run_evaluation."""
 
-    per_slice: pd.DataFrame
+    per_slice: pd.DataFrame  # one row per slice: truth, ES estimate and interval, metrics
+    estimates: pd.DataFrame  # one row per slice x estimator: point, low, high, covered
     metrics: dict[str, Any]
-    estimator: EntropySentinel
+    estimator: EntropySentinel  # the ES classifier, with its interval, as deployed
     predictions: pd.DataFrame  # evaluation rows: item_id, slice, in_training, correct, p
+
+
+def _panel(cfg: dict[str, Any], n_jobs: int = 1) -> EstimatorPanel:
+    return EstimatorPanel(
+        design=design_from_config(cfg),
+        level=float(cfg["interval_level"]),
+        min_units=int(cfg["interval_units"]),
+        seed=int(cfg["seed"]),
+        n_jobs=n_jobs,
+    )
 
 
 def run_evaluation(
     features_df: pd.DataFrame,
     train_slices: list[str],
-    slice_by: str = "domain",
-    estimator_config: dict[str, Any] | None = None,
-    seed: int = 42,
-    n_boot: int = 1000,
+    slice_by: str,
+    estimator_config: dict[str, Any],
+    feature_spec: FeatureSpec | None = None,
+    n_jobs: int = 1,
 ) -> EvaluationResult:
-    """Fit an Entropy Sentinel on the training slices and evaluate every slice."""
-    cfg = dict(estimator_config or {})
-    cfg.setdefault("seed", seed)
+    """Fit every estimator on the training slices' train split and estimate every slice."""
+    cfg = estimator_config
     df, dropped = clean_features(features_df)
     slices = slice_labels(df, slice_by)
     train_slices = [str(s) for s in train_slices]
@@ -258,61 +191,69 @@ def run_evaluation(
     if unknown:
         raise ValueError(f"training slices not in the data ({slice_by}): {unknown}")
     train_mask, eval_mask = protocol_masks(slices, df["split"], train_slices)
-    X = df.loc[:, list(FEATURE_NAMES)].to_numpy(dtype=float)
     y = df["correct"].to_numpy(dtype=bool)
-
     provenance = {
         "train_slices": train_slices,
         "slice_by": slice_by,
         "models": sorted(df["model"].astype(str).unique()),
         "benchmarks": sorted(df["benchmark"].astype(str).unique()),
     }
-    est = estimator_from_config(cfg).fit(
-        df.loc[train_mask], y[train_mask], provenance, allow_degenerate=True
+    panel = _panel(cfg, n_jobs).fit(
+        df.loc[train_mask], y[train_mask], slices[train_mask], feature_spec, provenance
     )
-    if est.provenance_["degenerate"]:
-        log.warning("training rows cannot train a classifier: %s", est.provenance_["degenerate"])
-    p = est.predict_proba(df.loc[eval_mask])
-    y_eval, X_eval, s_eval = y[eval_mask], X[eval_mask], slices[eval_mask].to_numpy()
+    est = panel.source_.es
+    est.interval_ = panel.intervals_["ES"].as_dict()
+    p = est.p_correct(df.loc[eval_mask])
+    y_eval, s_eval = y[eval_mask], slices[eval_mask].to_numpy()
+    eval_rows = df.loc[eval_mask].reset_index(drop=True)
 
-    atc = ATC.fit(X[train_mask], y[train_mask], FEATURE_NAMES)
-    avg_conf_feature = cfg.get("avg_conf_feature", AVG_CONF_FEATURE)
-    fidx = FEATURE_NAMES.index(avg_conf_feature)
-    platt = PlattConfidence(avg_conf_feature).fit(X[train_mask, fidx], y[train_mask])
-    train_accuracy = float(y[train_mask].mean())
-    n_boot = int(cfg.get("bootstrap", n_boot))
-
-    rows, atc_rows = [], []
-    for i, name in enumerate(sorted(pd.unique(s_eval))):
+    rows, long = [], []
+    for name in sorted(pd.unique(s_eval)):
         m = s_eval == name
-        yi, pi = y_eval[m], p[m]
-        atc_est = atc.estimate(X_eval[m])
-        atc_rows.append(atc_est)
-        low, high = bootstrap_ci(pi, n_boot, seed=seed + i)
-        row = {
-            "slice": name,
-            "in_training": name in train_slices,
-            "n": int(m.sum()),
-            "n_correct": int(yi.sum()),
-            "true_accuracy": float(yi.mean()),
-            "estimated_accuracy": float(pi.mean()),
-            "abs_error": abs(float(pi.mean()) - float(yi.mean())),
-            "ci_low": low,
-            "ci_high": high,
-            "auroc": auroc(yi, pi),
-            "brier": brier(yi, pi),
-            "ece": expected_calibration_error(yi, pi),
-            "trivial_estimate": train_accuracy,
-            "avg_conf_estimate": float(platt.predict_proba(X_eval[m, fidx]).mean()),
-        }
-        for feat in ATC_REPORTED:
-            row[f"atc_{feat}_estimate"] = float(atc_est[FEATURE_NAMES.index(feat)])
-            row[f"atc_{feat}_abs_error"] = abs(row[f"atc_{feat}_estimate"] - row["true_accuracy"])
-        rows.append(row)
+        truth = float(y_eval[m].mean())
+        estimates = panel.estimate(eval_rows.loc[m])
+        for est_name, e in estimates.items():
+            long.append(
+                {
+                    "slice": name,
+                    "in_training": name in train_slices,
+                    "true": truth,
+                    "estimator": est_name,
+                    **e.as_dict(),
+                }
+            )
+        es = estimates["ES"]
+        rows.append(
+            {
+                "slice": name,
+                "in_training": name in train_slices,
+                "n": int(m.sum()),
+                "n_correct": int(y_eval[m].sum()),
+                "true_accuracy": truth,
+                "estimated_accuracy": es.point,
+                "abs_error": abs(es.point - truth),
+                "interval_low": es.low,
+                "interval_high": es.high,
+                "covered": es.low <= truth <= es.high,
+                "auroc": auroc(y_eval[m], p[m]),
+                "brier": brier(y_eval[m], p[m]),
+                "ece": expected_calibration_error(y_eval[m], p[m]),
+                **{f"estimate:{n}": estimates[n].point for n in REPORTED if n in estimates},
+            }
+        )
     per_slice = pd.DataFrame(rows)
+    estimates = pd.DataFrame(long)
     true_acc = per_slice["true_accuracy"].to_numpy()
-    atc_mae = {f: mae(true_acc, np.array(atc_rows)[:, j]) for j, f in enumerate(FEATURE_NAMES)}
     ood = ~np.isin(s_eval, train_slices)
+    ood_slices = ~per_slice["in_training"].to_numpy()
+    by_estimator = {
+        name: {
+            "mae": mae(d["true"], d["point"]),
+            "mae_ood": mae(d.loc[~d["in_training"], "true"], d.loc[~d["in_training"], "point"]),
+            "spearman": spearman(d["true"], d["point"]),
+        }
+        for name, d in estimates.groupby("estimator", sort=False)
+    }
     metrics: dict[str, Any] = {
         "n_slices": len(per_slice),
         "n_train": int(train_mask.sum()),
@@ -321,46 +262,84 @@ def run_evaluation(
         "train_slices": train_slices,
         "slice_by": slice_by,
         "estimator": est.config(),
-        "degenerate": est.provenance_["degenerate"],
+        "feature_spec": est.feature_spec_.as_dict(),
+        "interval": panel.intervals_["ES"].as_dict() | {"covers": panel.intervals_["ES"].covers},
+        "selected": panel.choices(),
+        "degenerate": est.degenerate_,
         "best_params": est.metadata()["best_params"],
         "mae": mae(true_acc, per_slice["estimated_accuracy"]),
+        "mae_ood": mae(true_acc[ood_slices], per_slice["estimated_accuracy"][ood_slices]),
         "spearman": spearman(true_acc, per_slice["estimated_accuracy"]),
         "max_abs_error": float(per_slice["abs_error"].max()),
         "auroc_pooled": auroc(y_eval, p),
         "auroc_ood_pooled": auroc(y_eval[ood], p[ood]),
         "brier": brier(y_eval, p),
         "ece": expected_calibration_error(y_eval, p),
-        "atc_max_mae": atc_mae["max"],
-        "atc_max_spearman": spearman(true_acc, per_slice["atc_max_estimate"]),
-        "atc_mae": atc_mae,
-        "atc_best_feature": min(atc_mae, key=lambda k: np.nan_to_num(atc_mae[k], nan=np.inf)),
-        "train_accuracy": train_accuracy,
-        "train_accuracy_mae": mae(true_acc, per_slice["trivial_estimate"]),
-        "avg_conf_feature": avg_conf_feature,
-        "avg_conf_mae": mae(true_acc, per_slice["avg_conf_estimate"]),
+        "train_accuracy": float(y[train_mask].mean()),
+        "estimators": by_estimator,
+        "atc_max_mae": by_estimator["ATC[max]"]["mae"],
     }
     predictions = pd.DataFrame(
         {
-            "item_id": df.loc[eval_mask, "item_id"].to_numpy(),
+            "item_id": eval_rows["item_id"].to_numpy(),
             "slice": s_eval,
             "in_training": np.isin(s_eval, train_slices),
             "correct": y_eval,
             "p_correct": p,
         }
     )
-    return EvaluationResult(per_slice, metrics, est, predictions)
+    return EvaluationResult(per_slice, estimates, metrics, est, predictions)
 
 
-def evaluate_slices(
+def composition_study(
     features_df: pd.DataFrame,
-    train_slices: list[str],
-    slice_by: str = "domain",
-    estimator_config: dict[str, Any] | None = None,
-    seed: int = 42,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """(per_slice_df, metrics) of the paper's protocol; see run_evaluation."""
-    result = run_evaluation(features_df, train_slices, slice_by, estimator_config, seed)
-    return result.per_slice, result.metrics
+    slice_by: str,
+    estimator_config: dict[str, Any],
+    max_train_slices: int,
+    n_jobs: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The protocol over every composition of 1..max_train_slices training slices.
+
+    Returns (long, summary): one row per (composition, evaluated slice, estimator) with the
+    estimate, its interval and the truth; and per estimator the median MAE over compositions,
+    the measured coverage of its interval, the median width and worth-N-labels. Only slices
+    outside the composition are scored, so every number is on a slice the estimators, their
+    intervals and their nested selections never saw.
+    """
+    from .sweep import compositions
+
+    df, _ = clean_features(features_df)
+    slices = slice_labels(df, slice_by)
+    y = df["correct"].to_numpy(dtype=bool)
+    names = sorted(slices.unique())
+    long = []
+    for comp in compositions(names, max_train_slices):
+        if len(comp) == len(names):
+            continue
+        train = slices.isin(comp).to_numpy() & (df["split"].astype(str) == "train").to_numpy()
+        if min(y[train].sum(), (~y[train]).sum()) < 2:
+            log.info("composition %s skipped: fewer than 2 rows of a class", comp)
+            continue
+        panel = _panel(estimator_config, n_jobs).fit(df.loc[train], y[train], slices[train])
+        for name in names:
+            if name in comp:
+                continue
+            m = (slices == name).to_numpy()
+            truth = float(y[m].mean())
+            for est_name, e in panel.estimate(df.loc[m]).items():
+                long.append(
+                    {
+                        "composition": "+".join(comp),
+                        "k": len(comp),
+                        "slice": name,
+                        "estimator": est_name,
+                        "true": truth,
+                        **e.as_dict(),
+                    }
+                )
+        log.info("composition %s done", "+".join(comp))
+    long = pd.DataFrame(long)
+    return long, summarise_estimates(long) if len(long) else pd.DataFrame()
 
 
 def prediction_rows(features_df: pd.DataFrame, estimator: EntropySentinel) -> pd.DataFrame:
@@ -377,6 +356,6 @@ def prediction_rows(features_df: pd.DataFrame, estimator: EntropySentinel) -> pd
             "slice": s_eval,
             "in_training": np.isin(s_eval, train_slices),
             "correct": df.loc[eval_mask, "correct"].to_numpy(dtype=bool),
-            "p_correct": estimator.predict_proba(df.loc[eval_mask]),
+            "p_correct": estimator.p_correct(df.loc[eval_mask]),
         }
     )

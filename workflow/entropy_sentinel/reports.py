@@ -23,41 +23,71 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def estimator_table(rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown table of the held-out study: one row per estimator."""
+    lines = [
+        "| estimator | median MAE | coverage | median width | worth N labels | beats ATC[max] |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['estimator']} | {_fmt(r['mae_median'])} | {_fmt(r['coverage'], 2)} "
+            f"| {_fmt(r['width_median'], 2)} | {_fmt(int(r['worth_n_labels']))} "
+            f"| {_fmt(r['beats_atc_max'], 2)} |"
+        )
+    return lines
+
+
 def model_section(model: str, per_slice: pd.DataFrame, metrics: dict[str, Any]) -> str:
-    """Markdown section of one model: per-slice table and headline metrics."""
+    """Markdown section of one model: per-slice table, held-out study and headline metrics."""
     lines = [f"## {model}", ""]
     train = ", ".join(metrics.get("train_slices", []))
     est = metrics.get("estimator", {})
-    if est:
-        lines.append(
-            f"Estimator: {est.get('classifier')}, calibrate={est.get('calibrate')}, "
-            f"balance={est.get('balance')}, features={est.get('features')}; "
-            f"trained on: {train} ({metrics.get('n_train', 'n/a')} rows)."
-        )
-        lines.append("")
+    interval = metrics.get("interval", {})
     lines += [
-        "| slice | in training | n | true acc | ES estimate | 95% CI | abs error | ATC[max] |",
-        "|---|---|---|---|---|---|---|---|",
+        f"Classifier: {est.get('classifier')}, calibrate={est.get('calibrate')}, "
+        f"balance={est.get('balance')}, features={est.get('features')}; trained on: {train} "
+        f"({metrics.get('n_train', 'n/a')} rows). Feature spec: {metrics.get('feature_spec')}.",
+        "",
+        f"Interval: {interval.get('covers', 'n/a')}.",
+        "",
+        "| slice | in training | n | true acc | ES estimate | interval | abs error "
+        "| Selected | ATC[max] |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for r in per_slice.sort_values("true_accuracy", ascending=False).itertuples(index=False):
-        ci = f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]"
+    for r in per_slice.sort_values("true_accuracy", ascending=False).to_dict("records"):
         lines.append(
-            f"| {r.slice} | {_fmt(bool(r.in_training))} | {int(r.n)} | {_fmt(r.true_accuracy)} "
-            f"| {_fmt(r.estimated_accuracy)} | {ci} | {_fmt(r.abs_error)} "
-            f"| {_fmt(r.atc_max_estimate)} |"
+            f"| {r['slice']} | {_fmt(bool(r['in_training']))} | {int(r['n'])} "
+            f"| {_fmt(r['true_accuracy'])} | {_fmt(r['estimated_accuracy'])} "
+            f"| [{_fmt(r['interval_low'], 2)}, {_fmt(r['interval_high'], 2)}] "
+            f"| {_fmt(r['abs_error'])} | {_fmt(r.get('estimate:Selected'))} "
+            f"| {_fmt(r.get('estimate:ATC[max]'))} |"
         )
+    study = metrics.get("study", {})
     lines += [
         "",
-        f"- MAE: {_fmt(metrics.get('mae'))} (ATC[max]: {_fmt(metrics.get('atc_max_mae'))}, "
-        f"training-set accuracy: {_fmt(metrics.get('train_accuracy_mae'))}, "
-        f"average confidence: {_fmt(metrics.get('avg_conf_mae'))})",
-        f"- Spearman ρ over slices: {_fmt(metrics.get('spearman'))}",
-        f"- Per-response AUROC (pooled): {_fmt(metrics.get('auroc_pooled'))}; "
-        f"Brier {_fmt(metrics.get('brier'))}; ECE {_fmt(metrics.get('ece'))}",
+        f"- Nested choices (leave-one-unit-out inside the training slices): "
+        f"{metrics.get('selected', {})}",
+        f"- Spearman ρ over slices: {_fmt(metrics.get('spearman'))}; per-response AUROC "
+        f"(pooled): {_fmt(metrics.get('auroc_pooled'))}; Brier {_fmt(metrics.get('brier'))}; "
+        f"ECE {_fmt(metrics.get('ece'))}",
         f"- Dropped rows: {metrics.get('n_dropped_ungraded', 0)} ungraded, "
         f"{metrics.get('n_dropped_empty', 0)} empty responses",
         "",
     ]
+    if study.get("estimators"):
+        lines += [
+            f"### Held-out study: {study['n_compositions']} training compositions of up to "
+            f"{study['max_train_slices']} slices, each estimator scored on the other slices",
+            "",
+            "Coverage is the measured share of held-out slices whose true accuracy lies in the "
+            f"estimator's {_fmt(interval.get('level'), 2)} interval; worth N labels is the "
+            "number of random labels per slice with the same mean absolute error; beats "
+            "ATC[max] is the share of compositions with a lower MAE than ATC on max-entropy.",
+            "",
+            *estimator_table(study["estimators"]),
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -69,13 +99,15 @@ def summary_markdown(results: dict[str, tuple[pd.DataFrame, dict[str, Any]]]) ->
         "Accuracy estimated without labels from decoding entropy (arXiv 2601.09001). "
         "Training slices are scored on their held-out test split, the others on all rows.",
         "",
-        "| model | MAE | Spearman ρ | AUROC | ATC[max] MAE |",
-        "|---|---|---|---|---|",
+        "| model | ES MAE | Selected MAE | ATC[max] MAE | Spearman ρ | AUROC |",
+        "|---|---|---|---|---|---|",
     ]
     for model, (_, m) in results.items():
+        by = m.get("estimators", {})
         lines.append(
-            f"| {model} | {_fmt(m.get('mae'))} | {_fmt(m.get('spearman'))} "
-            f"| {_fmt(m.get('auroc_pooled'))} | {_fmt(m.get('atc_max_mae'))} |"
+            f"| {model} | {_fmt(m.get('mae'))} | {_fmt(by.get('Selected', {}).get('mae'))} "
+            f"| {_fmt(m.get('atc_max_mae'))} | {_fmt(m.get('spearman'))} "
+            f"| {_fmt(m.get('auroc_pooled'))} |"
         )
     lines.append("")
     for model, (per_slice, m) in results.items():
@@ -106,14 +138,17 @@ def _grid(n: int, size: float = 3.6):
 
 
 def plot_estimates(per_slice: dict[str, pd.DataFrame], path: str | Path) -> None:
-    """Estimated vs true accuracy per slice, one panel per model, with bootstrap CIs."""
+    """Estimated vs true accuracy per slice, one panel per model, with shift-aware intervals."""
     plt, fig, axes = _grid(max(len(per_slice), 1))
     for ax, (model, df) in zip(axes, per_slice.items(), strict=False):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         for in_train, marker in ((True, "s"), (False, "o")):
             d = df[df["in_training"].astype(bool) == in_train]
             err = np.vstack(
-                [d["estimated_accuracy"] - d["ci_low"], d["ci_high"] - d["estimated_accuracy"]]
+                [
+                    d["estimated_accuracy"] - d["interval_low"],
+                    d["interval_high"] - d["estimated_accuracy"],
+                ]
             ).clip(min=0)
             ax.errorbar(
                 d["true_accuracy"],
@@ -123,8 +158,8 @@ def plot_estimates(per_slice: dict[str, pd.DataFrame], path: str | Path) -> None
                 label="training slice (test split)" if in_train else "unseen slice",
                 capsize=2,
             )
-            if "atc_max_estimate" in d:
-                ax.scatter(d["true_accuracy"], d["atc_max_estimate"], marker="x", color="k")
+            if "estimate:ATC[max]" in d:
+                ax.scatter(d["true_accuracy"], d["estimate:ATC[max]"], marker="x", color="k")
             for r in d.itertuples():
                 ax.annotate(str(r.slice), (r.true_accuracy, r.estimated_accuracy), fontsize=6)
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="true accuracy", ylabel="estimated", title=model)
@@ -135,28 +170,19 @@ def plot_estimates(per_slice: dict[str, pd.DataFrame], path: str | Path) -> None
 
 
 def plot_es_vs_atc(metrics: dict[str, dict[str, Any]], path: str | Path) -> None:
-    """MAE of ES and of the baselines (ATC per feature, trivial, average confidence) per model."""
+    """MAE of every estimator and baseline per model, on the configured training slices."""
     plt = _plt()
-    methods = ["ES", "ATC[max]", "ATC[nll_sum]", "ATC[se_sum]", "best ATC", "train acc", "avg conf"]
-    rows = []
-    for m in metrics.values():
-        atc = m.get("atc_mae", {})
-        best = m.get("atc_best_feature")
-        rows.append(
-            [
-                m.get("mae"),
-                atc.get("max"),
-                atc.get("nll_sum"),
-                atc.get("se_sum"),
-                atc.get(best) if best else None,
-                m.get("train_accuracy_mae"),
-                m.get("avg_conf_mae"),
-            ]
-        )
-    values = np.array(rows, dtype=float).reshape(len(rows), len(methods))
-    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(rows) + 3), 3.6))
-    width = 0.8 / len(methods)
-    x = np.arange(len(rows))
+    methods = list(dict.fromkeys(n for m in metrics.values() for n in m.get("estimators", {})))
+    values = np.array(
+        [
+            [m.get("estimators", {}).get(n, {}).get("mae", np.nan) for n in methods]
+            for m in metrics.values()
+        ],
+        dtype=float,
+    ).reshape(len(metrics), len(methods))
+    fig, ax = plt.subplots(figsize=(max(5, 1.6 * len(metrics) + 3), 3.6))
+    width = 0.8 / max(len(methods), 1)
+    x = np.arange(len(metrics))
     for j, name in enumerate(methods):
         ax.bar(x + j * width, values[:, j], width, label=name)
     ax.set_xticks(x + 0.4 - width / 2, list(metrics))

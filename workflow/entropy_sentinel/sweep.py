@@ -23,21 +23,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.metrics import roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
-from .estimators import (
-    calibrate_model,
-    canonical_classifier,
-    grid_search,
-    minority_count,
-    oversample,
-)
+from .accuracy import ATCFeature, AverageConfidence, SourceFit, TrainAccuracy
+from .estimators import EntropySentinel, canonical_classifier, minority_count
 from .evaluation import (
-    ATC,
-    PlattConfidence,
+    auroc,
+    brier,
     clean_features,
     expected_calibration_error,
+    protocol_masks,
     run_evaluation,
     slice_labels,
     spearman,
@@ -172,6 +166,7 @@ class SweepData:
     y: np.ndarray
     code: np.ndarray
     is_train: np.ndarray
+    labels: pd.Series
     n_dropped_ungraded: int = 0
     n_dropped_empty: int = 0
 
@@ -186,15 +181,19 @@ class SweepData:
             y=clean["correct"].to_numpy(dtype=bool),
             code=labels.map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64),
             is_train=(clean["split"].astype(str) == "train").to_numpy(),
+            labels=labels.reset_index(drop=True),
             n_dropped_ungraded=dropped.ungraded,
             n_dropped_empty=dropped.empty,
         )
 
     def masks(self, composition: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(training rows, evaluation rows) of the paper's protocol."""
-        in_comp = np.isin(np.arange(len(self.slices)), [self.slices.index(s) for s in composition])
-        train = in_comp[self.code] & self.is_train
-        return train, ~train
+        split = pd.Series(np.where(self.is_train, "train", "test"))
+        return protocol_masks(self.labels, split, list(composition))
+
+    def frame(self, rows: np.ndarray) -> pd.DataFrame:
+        """The feature rows selected by a mask, as named columns."""
+        return pd.DataFrame(self.X[rows], columns=list(FEATURE_NAMES))
 
 
 def load_features(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -205,49 +204,41 @@ def load_features(paths: Iterable[str | Path]) -> pd.DataFrame:
 # ---------------------------------------------------------------- evaluating one fit group
 
 
-def _auroc(y: np.ndarray, p: np.ndarray) -> float:
-    return float(roc_auc_score(y, p)) if 0 < y.sum() < y.size else float("nan")
-
-
-def _slice_metrics(y, p, code, n_slices):
+def _slice_means(values: np.ndarray, code: np.ndarray, n_slices: int) -> np.ndarray:
     n = np.bincount(code, minlength=n_slices)
-    true = np.bincount(code, y, n_slices) / np.maximum(n, 1)
-    est = np.bincount(code, p, n_slices) / np.maximum(n, 1)
-    return n, true, est
+    return np.bincount(code, values, n_slices) / np.maximum(n, 1)
 
 
-def composition_baselines(
-    data: SweepData, train: np.ndarray, evaluate: np.ndarray, avg_conf_feature: str = "max"
-) -> dict[str, float]:
-    """ATC on each of the 17 features, training-set accuracy and average confidence (MAE)."""
-    k = len(data.slices)
-    code, y = data.code[evaluate], data.y[evaluate]
-    n = np.bincount(code, minlength=k)
-    present = n > 0
-    true = (np.bincount(code, y, k) / np.maximum(n, 1))[present]
-    atc = ATC.fit(data.X[train], data.y[train], FEATURE_NAMES)
-    hits = (data.X[evaluate] * atc.sign >= atc.threshold).astype(float)
-    out: dict[str, float] = {}
-    for j, f in enumerate(FEATURE_NAMES):
-        est = (np.bincount(code, hits[:, j], k) / np.maximum(n, 1))[present]
-        out[f"atc_{f}_mae"] = float(np.mean(np.abs(est - true)))
-    out["train_accuracy"] = float(data.y[train].mean())
-    out["trivial_mae"] = float(np.mean(np.abs(out["train_accuracy"] - true)))
-    fidx = FEATURE_NAMES.index(avg_conf_feature)
-    platt = PlattConfidence(avg_conf_feature).fit(data.X[train, fidx], data.y[train])
-    p = platt.predict_proba(data.X[evaluate, fidx])
-    est = (np.bincount(code, p, k) / np.maximum(n, 1))[present]
-    out["avg_conf_mae"] = float(np.mean(np.abs(est - true)))
+def composition_baselines(data: SweepData, composition: Sequence[str]) -> dict[str, float]:
+    """MAE of the baselines of accuracy.py on one composition: ATC on each of the 17
+    features, the training-set accuracy and average confidence."""
+    train, evaluate = data.masks(composition)
+    src = SourceFit.labelled(data.frame(train), data.y[train])
+    baselines = [ATCFeature(f) for f in FEATURE_NAMES] + [TrainAccuracy(), AverageConfidence()]
+    names = [f"atc_{f}_mae" for f in FEATURE_NAMES] + ["trivial_mae", "avg_conf_mae"]
+    X_ev, y_ev, code_ev = data.frame(evaluate), data.y[evaluate], data.code[evaluate]
+    present = np.flatnonzero(np.bincount(code_ev, minlength=len(data.slices)) > 0)
+    true = _slice_means(y_ev, code_ev, len(data.slices))[present]
+    out: dict[str, float] = {"train_accuracy": src.accuracy}
+    for name, b in zip(names, baselines, strict=True):
+        b.fit_source(src)
+        est = [b.point(src, X_ev[code_ev == i], None) for i in present]
+        out[name] = float(np.mean(np.abs(np.array(est) - true)))
     return out
 
 
-def run_group(data: SweepData, group: Sequence[SweepConfig], seed: int = 42) -> list[dict]:
-    """Fit one grid search and evaluate every config of the group on every slice."""
+def run_group(
+    data: SweepData,
+    group: Sequence[SweepConfig],
+    seed: int = 42,
+    baselines: dict[str, float] | None = None,
+) -> list[dict]:
+    """Fit one grid search and evaluate every config of the group on every slice; the
+    calibrated twin reuses the selected hyperparameters."""
     start = time.perf_counter()
     first = group[0]
     train, evaluate = data.masks(first.slices)
-    cols = [FEATURE_NAMES.index(f) for f in FEATURE_SETS[first.features]]
-    y_tr = data.y[train].astype(np.int64)
+    y_tr = data.y[train]
     base = {
         "llm": first.llm,
         "benchmarks": "+".join(first.slices),
@@ -258,27 +249,34 @@ def run_group(data: SweepData, group: Sequence[SweepConfig], seed: int = 42) -> 
         "calibration": first.calibration,
         "n_train": int(train.sum()),
     }
-    baselines = composition_baselines(data, train, evaluate)
+    baselines = baselines if baselines is not None else composition_baselines(data, first.slices)
     if minority_count(y_tr) < 2:
         return [
             {"hash": c.hash, **base, "calibrate": c.calibrate, "status": "skipped_minority_lt_2"}
             for c in group
         ]
-    scaler = StandardScaler().fit(data.X[train][:, cols])
-    Xf, yf = scaler.transform(data.X[train][:, cols]), y_tr
-    if first.balance and first.classifier == "mlp":
-        Xf, yf = oversample(Xf, yf, seed)
-    best, params = grid_search(Xf, yf, first.classifier, first.balance, seed)
-    X_ev = scaler.transform(data.X[evaluate][:, cols])
+    X_tr, X_ev = data.frame(train), data.frame(evaluate)
     y_ev, code_ev = data.y[evaluate], data.code[evaluate]
+    design = {
+        "classifier": first.classifier,
+        "balance": first.balance,
+        "features": first.features,
+        "calibration": first.calibration,
+        "seed": seed,
+    }
+    searched = EntropySentinel(**design, calibrate=False).fit(X_tr, y_tr)
     in_comp = np.isin(np.array(data.slices), first.slices)
     ood = ~in_comp[code_ev]
+    present = np.bincount(code_ev, minlength=len(data.slices)) > 0
+    true = _slice_means(y_ev, code_ev, len(data.slices))
     rows = []
     for cfg in group:
-        model = calibrate_model(best, Xf, yf, cfg.calibration) if cfg.calibrate else best
-        p = model.predict_proba(X_ev)[:, 1]
-        n, true, est = _slice_metrics(y_ev, p, code_ev, len(data.slices))
-        present = n > 0
+        model = searched
+        if cfg.calibrate:
+            model = EntropySentinel(**design, calibrate=True, params=searched.best_params_)
+            model.fit(X_tr, y_tr)
+        p = model.p_correct(X_ev)
+        est = _slice_means(p, code_ev, len(data.slices))
         aee = np.abs(est - true)
         row = {
             "hash": cfg.hash,
@@ -287,11 +285,11 @@ def run_group(data: SweepData, group: Sequence[SweepConfig], seed: int = 42) -> 
             "status": "ok",
             "spearman_rho": spearman(true[present], est[present]),
             "mae": float(aee[present].mean()),
-            "auroc": _auroc(y_ev, p),
-            "auroc_ood": _auroc(y_ev[ood], p[ood]),
-            "brier": float(np.mean((p - y_ev) ** 2)),
+            "auroc": auroc(y_ev, p),
+            "auroc_ood": auroc(y_ev[ood], p[ood]),
+            "brier": brier(y_ev, p),
             "ece": expected_calibration_error(y_ev, p),
-            "best_params": json.dumps(params, default=str),
+            "best_params": json.dumps(searched.best_params_, default=str),
             **baselines,
         }
         for i, s in enumerate(data.slices):
@@ -352,6 +350,7 @@ def run_chunk(
     existing = _part_paths(parts_dir)
     next_part = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
     n_run = 0
+    baselines: dict[tuple[str, ...], dict[str, float]] = {}
     parallel = None
     if n_jobs > 1:
         from joblib import Parallel, delayed
@@ -360,10 +359,15 @@ def run_chunk(
     for b in range(0, len(groups), batch_groups):
         batch = groups[b : b + batch_groups]
         start = time.perf_counter()
+        for g in batch:  # baselines depend only on the composition: computed once each
+            if g[0].slices not in baselines:
+                baselines[g[0].slices] = composition_baselines(data, g[0].slices)
         if parallel is None:
-            results = [run_group(data, g, seed) for g in batch]
+            results = [run_group(data, g, seed, baselines[g[0].slices]) for g in batch]
         else:
-            results = parallel(delayed(run_group)(data, g, seed) for g in batch)
+            results = parallel(
+                delayed(run_group)(data, g, seed, baselines[g[0].slices]) for g in batch
+            )
         rows = [r for rs in results for r in rs]
         _atomic_parquet(pd.DataFrame(rows), parts_dir / f"part-{next_part:05d}.parquet")
         next_part += 1
@@ -492,20 +496,46 @@ def merge_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
 # ---------------------------------------------------------------- deployment estimators
 
 
-def best_config(results: pd.DataFrame, llm: str) -> dict[str, Any] | None:
-    """The lowest-MAE sweep row of a model (composition + estimator design)."""
-    d = results[(results["llm"] == llm) & (results["status"] == "ok")]
-    if d.empty:
+DESIGN_COLUMNS = ["classifier", "calibrate", "balance_classes", "features"]
+
+
+def nested_design(
+    results: pd.DataFrame, llm: str, train_slices: Sequence[str]
+) -> dict[str, Any] | None:
+    """The estimator design chosen by leave-one-training-slice-out inside ``train_slices``.
+
+    For every design, its nested error is the mean over held-out slices s of the sweep's
+    absolute error on s when trained on the other training slices (those configs are already
+    in the sweep). The slices outside ``train_slices`` never enter the choice. None when there
+    are fewer than 2 training slices or the sweep lacks the leave-one-out compositions.
+    """
+    train_slices = sorted(train_slices)
+    if len(train_slices) < 2:
         return None
-    r = d.loc[d["mae"].idxmin()]
+    d = results[(results["llm"] == llm) & (results["status"] == "ok")]
+    errors = []
+    for held in train_slices:
+        rest = "+".join(s for s in train_slices if s != held)
+        col = f"aee:{held}"
+        if col not in d:
+            return None
+        rows = d[d["benchmarks"] == rest].set_index(DESIGN_COLUMNS)[col].rename(held)
+        errors.append(rows)
+    table = pd.concat(errors, axis=1).dropna()
+    if table.empty:
+        return None
+    nested = table.mean(axis=1)
+    classifier, calibrate, balance, features = nested.idxmin()
     return {
-        "train_slices": r["benchmarks"].split("+"),
-        "classifier": r["classifier"],
-        "calibrate": bool(r["calibrate"]),
-        "balance": bool(r["balance_classes"]),
-        "features": r["features"],
-        "sweep_hash": r["hash"],
-        "sweep_mae": float(r["mae"]),
+        "classifier": classifier,
+        "calibrate": bool(calibrate),
+        "balance": bool(balance),
+        "features": features,
+        "selection": (
+            f"lowest leave-one-training-slice-out MAE over {train_slices} among "
+            f"{len(nested)} designs of the sweep; slices outside them were not used"
+        ),
+        "nested_mae": float(nested.min()),
     }
 
 
@@ -513,47 +543,53 @@ def train_deployments(
     features: pd.DataFrame,
     llm: str,
     deployments: dict[str, Sequence[str]],
-    slice_by: str,
+    estimator_config: dict[str, Any],
     out_dir: str | Path,
-    best: dict[str, Any] | None = None,
-    estimator: dict[str, Any] | None = None,
-    seed: int = 42,
+    results: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
-    """Fit, evaluate and save the named deployment estimators (+ "best") of one model.
+    """Fit, evaluate and save the named deployment estimators of one model.
 
+    Each named deployment is trained with the paper's design (§5.4) and, when the sweep can
+    nest it, with the design chosen by ``nested_design`` (saved as ``{name}-selected``).
+    Errors in the manifest are on the slices outside the deployment's training slices only.
     Deployments whose slices are absent from the data are skipped and recorded as such.
-    Returns the manifest (also written to out_dir/manifest.json by the caller).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    slice_by = estimator_config["slice_by"]
     present = set(slice_labels(features, slice_by).unique())
-    design = {**DEPLOYMENT_ESTIMATOR, **(estimator or {}), "seed": seed}
-    todo: dict[str, tuple[list[str], dict[str, Any]]] = {}
-    manifest: dict[str, Any] = {"llm": llm, "slice_by": slice_by, "estimators": {}, "skipped": {}}
+    manifest: dict[str, Any] = {
+        "llm": llm,
+        "slice_by": slice_by,
+        "errors_on": "slices outside each deployment's training slices (held out)",
+        "estimators": {},
+        "skipped": {},
+    }
     for name, slices in (deployments or {}).items():
         missing = sorted(set(slices) - present)
         if missing:
-            msg = f"slices not in the data: {missing}"
-            log.info("%s/%s skipped: %s", llm, name, msg)
-            manifest["skipped"][name] = msg
-        else:
-            todo[name] = (list(slices), design)
-    if best is not None:
-        todo["best"] = (best["train_slices"], {**best, "seed": seed})
-    for name, (slices, cfg) in todo.items():
-        result = run_evaluation(features, slices, slice_by, cfg, seed=seed)
-        path = result.estimator.save(out_dir / f"{name}.skops")
-        result.per_slice.to_csv(out_dir / f"{name}_slices.csv", index=False)
-        m = result.metrics
-        manifest["estimators"][name] = {
-            "path": str(path),
-            "train_slices": slices,
-            "config": result.estimator.config(),
-            "mae": m["mae"],
-            "spearman": m["spearman"],
-            "auroc_pooled": m["auroc_pooled"],
-            "auroc_ood_pooled": m["auroc_ood_pooled"],
-            "atc_max_mae": m["atc_max_mae"],
-        }
-        log.info("%s/%s: MAE %.4f, Spearman %.3f", llm, name, m["mae"], m["spearman"])
+            manifest["skipped"][name] = f"slices not in the data: {missing}"
+            log.info("%s/%s skipped: %s", llm, name, manifest["skipped"][name])
+            continue
+        designs = {name: {**DEPLOYMENT_ESTIMATOR, "selection": "the paper's default (§5.4)"}}
+        chosen = nested_design(results, llm, slices) if results is not None else None
+        if chosen is not None:
+            designs[f"{name}-selected"] = chosen
+        for label, design in designs.items():
+            cfg = {**estimator_config, **{k: design[k] for k in DEPLOYMENT_ESTIMATOR}}
+            result = run_evaluation(features, list(slices), slice_by, cfg)
+            path = result.estimator.save(out_dir / f"{label}.skops")
+            result.per_slice.to_csv(out_dir / f"{label}_slices.csv", index=False)
+            m = result.metrics
+            manifest["estimators"][label] = {
+                "path": str(path),
+                "train_slices": list(slices),
+                "config": result.estimator.config(),
+                "selection": design["selection"],
+                "nested_mae": design.get("nested_mae"),
+                "mae_held_out": m["mae_ood"],
+                "estimators_mae_held_out": {k: v["mae_ood"] for k, v in m["estimators"].items()},
+                "auroc_ood_pooled": m["auroc_ood_pooled"],
+            }
+            log.info("%s/%s: held-out MAE %.4f", llm, label, m["mae_ood"])
     return manifest

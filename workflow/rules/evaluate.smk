@@ -1,11 +1,14 @@
 rule evaluate:
-    """Train the estimator on the training slices and estimate every slice's accuracy."""
+    """Every estimator on the training slices, and the held-out composition study."""
     input:
         features=feature_files,
     output:
         slices="results/evaluation/{model}/slices.csv",
+        estimates="results/evaluation/{model}/estimates.csv",
         metrics="results/evaluation/{model}/metrics.json",
         estimator="results/evaluation/{model}/estimator.skops",
+        study="results/evaluation/{model}/study.csv",
+        table="results/evaluation/{model}/estimators.csv",
     log:
         "logs/evaluate/{model}.log",
     benchmark:

@@ -1,4 +1,5 @@
-"""Snakemake script of rule `deployments`: Extremes / Intermediate / best estimators of a model."""
+"""Snakemake script of rule `deployments`: the named deployment estimators of a model, with the
+paper's design and with the design chosen by the nested protocol."""
 
 import pandas as pd
 
@@ -7,24 +8,14 @@ from entropy_sentinel.provenance import write_json
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive
-
 log = log_to(snakemake.log[0], "deployments", inputs=snakemake.input)
-model = snakemake.wildcards.model
-est = snakemake.params.estimator
-features = sweep.load_features(snakemake.input.features)
-best = sweep.best_config(pd.read_parquet(snakemake.input.sweep), model)
-if best is None:
-    log.info("%s: no successful sweep config; no 'best' estimator", model)
-else:
-    best["calibration"] = est.get("calibration", "sigmoid")
+
 manifest = sweep.train_deployments(
-    features,
-    model,
+    sweep.load_features(snakemake.input.features),
+    snakemake.wildcards.model,
     snakemake.params.deployments,
-    est.get("slice_by", "benchmark"),
+    snakemake.params.estimator,
     snakemake.params.out_dir,
-    best=best,
-    estimator={"calibration": est.get("calibration", "sigmoid")},
-    seed=int(est.get("seed", 42)),
+    results=pd.read_parquet(snakemake.input.sweep),
 )
 write_json(manifest, snakemake.output.manifest)

@@ -1,0 +1,119 @@
+"""Tests of the slice-level estimators, their shift-aware intervals and worth-N-labels."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from entropy_sentinel import accuracy as acc
+from entropy_sentinel.evaluation import composition_study
+from entropy_sentinel.simulate import shifted_slices
+
+DESIGN = {
+    "classifier": "logistic_regression",
+    "calibrate": True,
+    "balance": False,
+    "features": "3D",
+    "calibration": "sigmoid",
+    "seed": 0,
+}
+
+
+@pytest.fixture(scope="module")
+def shifted():
+    return shifted_slices(n_slices=60, n_per_slice=200, seed=3)
+
+
+@pytest.fixture(scope="module")
+def coverage_rows(shifted):
+    """Three disjoint sets of 12 training slices; every estimator scored on the other 48."""
+    names = sorted(shifted["domain"].unique())
+    order = np.random.default_rng(0).permutation(names)
+    rows = []
+    for c in range(3):
+        train_names = order[12 * c : 12 * (c + 1)]
+        train = shifted[shifted["domain"].isin(train_names)]
+        panel = acc.EstimatorPanel(design=DESIGN, level=0.9).fit(
+            train, train["correct"], train["domain"]
+        )
+        assert panel.unit_kind_ == "training slice"  # 12 >= min_units: real slices as units
+        for name, g in shifted[~shifted["domain"].isin(train_names)].groupby("domain"):
+            for est, e in panel.estimate(g).items():
+                truth = g["correct"].mean()
+                rows.append({"composition": c, "slice": name, "estimator": est, "true": truth,
+                             **e.as_dict()})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_intervals_cover_under_shift_at_the_nominal_level(coverage_rows):
+    summary = acc.summarise_estimates(coverage_rows).set_index("estimator")
+    assert summary.loc["ES", "n_slices"] == 3 * 48
+    for name in ("ES", "Selected", "ATC[max]", "IW-ES"):
+        assert summary.loc[name, "coverage"] >= 0.85, summary.loc[name]
+        # not covering by being [0, 1]: a real interval is far narrower
+        assert summary.loc[name, "width_median"] < 0.5, summary.loc[name]
+
+
+def test_interval_from_instance_sampling_alone_undercovers(coverage_rows):
+    """The old interval (bootstrap over one slice's rows, estimator held fixed) is about
+    ±1.645·sqrt(p(1-p)/n): under concept shift it misses far more than 10 %."""
+    d = coverage_rows[coverage_rows["estimator"] == "ES"]
+    half = 1.645 * np.sqrt(d["point"] * (1 - d["point"]) / d["n"])
+    covered = ((d["point"] - half <= d["true"]) & (d["true"] <= d["point"] + half)).mean()
+    assert covered < 0.75
+
+
+def test_conformal_margin_is_the_right_order_statistic():
+    residuals = np.arange(1, 20) / 100  # 19 units
+    interval = acc.SliceInterval.from_residuals(residuals, np.full(19, 0.5), np.full(19, 1e9),
+                                                0.9, "unit")  # fmt: skip
+    # sampling variance ~0: scores are r / sqrt(shift_var); k = ceil(20 * 0.9) = 18
+    assert interval.method == "split-conformal"
+    assert interval.margin(0.5, 10**9) == pytest.approx(0.18, rel=1e-3)
+    few = acc.SliceInterval.from_residuals([0.1, 0.2, 0.1], [0.5] * 3, [1e9] * 3, 0.9, "unit")
+    assert few.method.startswith("Student-t")
+    none = acc.SliceInterval.from_residuals([0.1], [0.5], [100], 0.9, "unit")
+    assert none.around(0.5, 100).low == 0.0 and none.around(0.5, 100).high == 1.0
+
+
+def test_worth_n_labels_matches_hand_computed_binomial_errors():
+    # E|X/n - 0.5| for n=1 is 0.5; for n=4 it is 3/16
+    assert acc.expected_label_error(1, [0.5]) == pytest.approx(0.5)
+    assert acc.expected_label_error(4, [0.5]) == pytest.approx(3 / 16)
+    assert acc.worth_n_labels(3 / 16, [0.5]) <= 4
+    assert acc.worth_n_labels(3 / 16 - 1e-9, [0.5]) > 4
+    assert acc.worth_n_labels(0.9, [0.5]) == 0
+    # a perfect estimator is worth more than any finite labelling budget we search
+    assert acc.worth_n_labels(0.0, [0.3, 0.7], n_max=5000) == 5000
+
+
+def test_selected_is_chosen_inside_the_training_slices(shifted):
+    names = sorted(shifted["domain"].unique())[:12]
+    train = shifted[shifted["domain"].isin(names)]
+    panel = acc.EstimatorPanel(design=DESIGN).fit(train, train["correct"], train["domain"])
+    choices = panel.choices()
+    assert choices["Selected"] in acc.ES_FAMILY
+    assert choices["ATC[best]"].startswith("ATC[")
+    # its held-out residuals are exactly those of the candidate it chose
+    res = panel.residuals_
+    chosen_mae = (res[choices["Selected"]] - res["true"]).abs().mean()
+    assert chosen_mae == min((res[c] - res["true"]).abs().mean() for c in acc.ES_FAMILY)
+
+
+def test_single_estimator_fit_and_estimate(shifted):
+    names = sorted(shifted["domain"].unique())
+    train = shifted[shifted["domain"].isin(names[:10])]
+    target = shifted[shifted["domain"] == names[-1]]
+    est = acc.ImportanceWeightedES(DESIGN).fit(train, train["correct"], train["domain"])
+    e = est.estimate(target)
+    assert e.low <= e.point <= e.high and "not trained on" in e.covers
+    assert abs(e.point - target["correct"].mean()) < 0.25
+
+
+def test_composition_study_scores_only_held_out_slices(shifted):
+    small = shifted[shifted["domain"].isin(sorted(shifted["domain"].unique())[:4])]
+    cfg = {**DESIGN, "interval_level": 0.9, "interval_units": 10}
+    long, summary = composition_study(small, "domain", cfg, max_train_slices=1)
+    assert set(long["composition"]) == set(small["domain"].unique())
+    assert not (long["composition"] == long["slice"]).any()
+    assert set(summary["estimator"]) == set(acc.REPORTED)
+    assert summary["coverage"].between(0, 1).all() and (summary["worth_n_labels"] >= 0).all()

@@ -1,0 +1,628 @@
+"""Slice-level accuracy estimators, their shift-aware intervals, and the held-out study that
+measures both.
+
+Every estimator answers one question: given labelled source rows and unlabelled target rows,
+what is the target slice's accuracy? They share one fit of the Entropy Sentinel classifier on
+the source rows (``SourceFit``) and differ in how they turn it into a slice estimate:
+
+=====================  =======================================================================
+ES                     mean p(correct) of the classifier (the paper)
+DoC                    source accuracy + (mean target p - mean out-of-fold source p)
+                       (Guillory et al. 2021, difference of confidences)
+ATC[ES p]              ATC on the classifier's own p (Garg et al. 2022)
+IW-ES                  the classifier's p recalibrated on source rows reweighted by a
+                       source-vs-target domain classifier (covariate-shift importance weights)
+Meta                   a regressor from slice descriptors to accuracy, trained on many shifted
+                       sub-samples of the source rows (Fu et al. 2023)
+Selected               the candidate above with the lowest leave-one-unit-out error on the
+                       training data (nested: it never sees the slices it is scored on)
+ATC[max], ATC[best]    baselines: ATC on max-entropy (the paper's), and on the feature with the
+                       lowest leave-one-unit-out error
+train accuracy         baseline: the source accuracy, whatever the target
+average confidence     baseline: mean of a univariate Platt model on max-entropy
+=====================  =======================================================================
+
+Intervals (``SliceInterval``): the source rows are split into units, the training slices
+themselves when there are at least ``min_units`` of them, otherwise k-means pseudo-slices
+inside each training slice. Every estimator is refitted without each unit and scored on it;
+the slice-level residuals give a split-conformal margin at the nominal level (or, with too
+few units for conformal, a Student-t prediction margin). The interval therefore covers the
+estimator's error on a *slice it was not trained on*, shift included, not only the sampling
+noise of the target rows.
+
+"Worth N labels" (``worth_n_labels``): the number n of randomly labelled items per slice whose
+sample accuracy has the same mean absolute error as the estimator, over the same slices:
+the smallest n with mean_s E|Binomial(n, a_s)/n - a_s| <= MAE, where a_s are the slices' true
+accuracies (exact binomial expectation). 0 means worse than a single label per slice.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.cluster import KMeans
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
+
+from .estimators import EntropySentinel, SliceEstimate, minority_count
+from .features import FEATURE_NAMES, FeatureSpec
+
+LEVEL = 0.9
+_EPS = 1e-6
+
+
+# ---------------------------------------------------------------- the shared source fit
+
+
+@dataclass
+class SourceFit:
+    """The Entropy Sentinel fitted on source rows, with out-of-fold source predictions."""
+
+    es: EntropySentinel | None
+    X: np.ndarray  # source rows x FEATURE_NAMES
+    y: np.ndarray  # bool
+    p_oof: np.ndarray | None  # out-of-fold p(correct) of the source rows
+
+    @classmethod
+    def fit(
+        cls,
+        X: pd.DataFrame,
+        y,
+        design: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        feature_spec: FeatureSpec | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> SourceFit:
+        """Fit the classifier (grid search unless ``params`` fixes the hyperparameters), and
+        cross-fitted source predictions: the selected model's 3-fold out-of-fold scores, mapped
+        through the design's calibration method fitted on those scores."""
+        y = np.asarray(y, dtype=bool)
+        es = EntropySentinel(**design, params=params).fit(
+            X, y, allow_degenerate=True, feature_spec=feature_spec, provenance=provenance
+        )
+        score = np.full(len(y), y.mean())
+        if es.degenerate_ is None:
+            fixed = EntropySentinel(**{**design, "calibrate": False}, params=es.best_params_)
+            folds = StratifiedKFold(min(3, minority_count(y)), shuffle=True, random_state=es.seed)
+            for fit_rows, held in folds.split(X, y):
+                part = fixed.fit(X.iloc[fit_rows], y[fit_rows], allow_degenerate=True)
+                score[held] = part.p_correct(X.iloc[held])
+        if es.calibrate and es.degenerate_ is None:
+            score = _calibrate_scores(score, y, es.calibration)
+        return cls(es, X.loc[:, list(FEATURE_NAMES)].to_numpy(float), y, score)
+
+    @classmethod
+    def labelled(cls, X: pd.DataFrame, y) -> SourceFit:
+        """Source rows without a classifier, for the baselines that need none."""
+        return cls(None, X.loc[:, list(FEATURE_NAMES)].to_numpy(float), np.asarray(y, bool), None)
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.y.mean())
+
+
+def _calibrate_scores(score: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        return IsotonicRegression(out_of_bounds="clip").fit(score, y).predict(score)
+    platt = LogisticRegression(C=1e4, l1_ratio=0.0, max_iter=1000)
+    return platt.fit(_logit(score)[:, None], y).predict_proba(_logit(score)[:, None])[:, 1]
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, _EPS, 1 - _EPS)
+    return np.log(p / (1 - p))
+
+
+def _atc_threshold(score_source: np.ndarray, y_source: np.ndarray) -> float:
+    """ATC threshold: the fraction of source scores below it equals the source error."""
+    return float(np.quantile(score_source, 1.0 - y_source.mean()))
+
+
+# ---------------------------------------------------------------- the estimators
+
+
+class SliceEstimator:
+    """Base class: ``fit(X, y)`` on labelled source rows, ``estimate(X)`` on a target slice.
+
+    Subclasses implement ``fit_source`` (state beyond the shared SourceFit) and ``point``.
+    Passing ``slices`` to ``fit`` also fits the estimator's shift-aware interval.
+    """
+
+    name = "?"
+
+    def __init__(self, design: dict[str, Any] | None = None):
+        self.design = dict(design or {})
+
+    def fit_source(self, src: SourceFit) -> SliceEstimator:
+        return self
+
+    def point(self, src: SourceFit, X: pd.DataFrame, p: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def fit(self, X: pd.DataFrame, y, slices=None, level: float = LEVEL) -> SliceEstimator:
+        panel = EstimatorPanel([self], self.design, level=level).fit(X, y, slices)
+        fitted = panel.fitted_[self.name]
+        self.__dict__.update(fitted.__dict__)
+        self.source_ = panel.source_
+        self.interval_ = panel.intervals_.get(self.name)
+        return self
+
+    def estimate(self, X: pd.DataFrame) -> SliceEstimate:
+        p = self.source_.es.p_correct(X)
+        point = float(np.clip(self.point(self.source_, X, p), 0.0, 1.0))
+        if self.interval_ is None:
+            return SliceEstimate(point, n=len(X))
+        return self.interval_.around(point, len(X))
+
+
+class ESMean(SliceEstimator):
+    name = "ES"
+
+    def point(self, src, X, p):
+        return float(p.mean())
+
+
+class DoC(SliceEstimator):
+    name = "DoC"
+
+    def point(self, src, X, p):
+        return src.accuracy + float(p.mean() - src.p_oof.mean())
+
+
+class ATCOnP(SliceEstimator):
+    name = "ATC[ES p]"
+
+    def fit_source(self, src):
+        self.threshold_ = _atc_threshold(src.p_oof, src.y)
+        return self
+
+    def point(self, src, X, p):
+        return float(np.mean(p >= self.threshold_))
+
+
+class ATCFeature(SliceEstimator):
+    """ATC on one feature, oriented so that correct rows score higher (reference §5.5)."""
+
+    def __init__(self, feature: str = "max", design=None):
+        super().__init__(design)
+        self.feature = feature
+        self.name = f"ATC[{feature}]"
+
+    def fit_source(self, src):
+        x = src.X[:, FEATURE_NAMES.index(self.feature)]
+        ok, bad = x[src.y], x[~src.y]
+        self.sign_ = (
+            1.0 if (ok.mean() if ok.size else 0) >= (bad.mean() if bad.size else 0) else -1.0
+        )
+        self.threshold_ = _atc_threshold(self.sign_ * x, src.y)
+        return self
+
+    def point(self, src, X, p):
+        return float(np.mean(self.sign_ * X[self.feature].to_numpy(float) >= self.threshold_))
+
+
+class ImportanceWeightedES(SliceEstimator):
+    """Covariate-shift reweighting: weights w(x) = p(target|x)/p(source|x) from a logistic
+    domain classifier on the standardised features (clipped to [0.05, 20]); the classifier's
+    out-of-fold source p is Platt-recalibrated under those weights, then averaged on target."""
+
+    name = "IW-ES"
+
+    def point(self, src, X, p):
+        Xt = X.loc[:, list(FEATURE_NAMES)].to_numpy(float)
+        scaler = StandardScaler().fit(np.vstack([src.X, Xt]))
+        d = np.r_[np.zeros(len(src.X)), np.ones(len(Xt))]
+        domain = LogisticRegression(C=1.0, l1_ratio=0.0, max_iter=1000)
+        domain.fit(scaler.transform(np.vstack([src.X, Xt])), d)
+        pt = domain.predict_proba(scaler.transform(src.X))[:, 1]
+        w = np.clip(pt / (1 - pt) * len(src.X) / len(Xt), 0.05, 20.0)
+        platt = LogisticRegression(C=1e4, l1_ratio=0.0, max_iter=1000)
+        platt.fit(_logit(src.p_oof)[:, None], src.y, sample_weight=w)
+        return float(platt.predict_proba(_logit(p)[:, None])[:, 1].mean())
+
+
+def slice_descriptors(X: np.ndarray, p: np.ndarray, atc_threshold: float) -> np.ndarray:
+    """What the meta-model sees of a slice: moments and quantiles of p, the ATC fraction, and
+    the mean of the standardised features (rows are already standardised)."""
+    q = np.quantile(p, [0.1, 0.5, 0.9])
+    return np.r_[p.mean(), (p**2).mean(), q, (p >= atc_threshold).mean(), X.mean(axis=0)]
+
+
+class MetaModel(SliceEstimator):
+    """Fu et al. (2023): regress slice accuracy on slice descriptors, trained on ``n_slices``
+    sub-samples of the source rows drawn with random exponential tilts along random feature
+    directions, so the training slices span a range of shifts and accuracies."""
+
+    name = "Meta"
+
+    def __init__(self, design=None, n_slices: int = 300, seed: int = 0):
+        super().__init__(design)
+        self.n_slices = n_slices
+        self.seed = seed
+
+    def fit_source(self, src):
+        rng = np.random.default_rng(self.seed)
+        self.scaler_ = StandardScaler().fit(src.X)
+        Z = self.scaler_.transform(src.X)
+        self.threshold_ = _atc_threshold(src.p_oof, src.y)
+        n = len(src.y)
+        rows, target = [], []
+        for _ in range(self.n_slices):
+            direction = rng.normal(size=Z.shape[1])
+            score = Z @ direction / math.sqrt(Z.shape[1])
+            w = np.exp(rng.uniform(-2, 2) * (score - score.max()))
+            size = int(rng.integers(max(10, n // 10), max(11, n // 2)))
+            idx = rng.choice(n, size=size, replace=True, p=w / w.sum())
+            rows.append(slice_descriptors(Z[idx], src.p_oof[idx], self.threshold_))
+            target.append(src.y[idx].mean())
+        self.model_ = Ridge(alpha=1.0).fit(np.array(rows), np.array(target))
+        return self
+
+    def point(self, src, X, p):
+        Z = self.scaler_.transform(X.loc[:, list(FEATURE_NAMES)].to_numpy(float))
+        return float(self.model_.predict(slice_descriptors(Z, p, self.threshold_)[None])[0])
+
+
+class TrainAccuracy(SliceEstimator):
+    name = "train accuracy"
+
+    def point(self, src, X, p):
+        return src.accuracy
+
+
+class AverageConfidence(SliceEstimator):
+    """Mean of a univariate Platt model on one feature (max-entropy by default)."""
+
+    name = "average confidence"
+
+    def __init__(self, feature: str = "max", design=None):
+        super().__init__(design)
+        self.feature = feature
+
+    def fit_source(self, src):
+        x = src.X[:, FEATURE_NAMES.index(self.feature)]
+        self.scaler_ = StandardScaler().fit(x[:, None])
+        self.model_ = LogisticRegression(C=1.0, l1_ratio=0.0).fit(
+            self.scaler_.transform(x[:, None]), src.y
+        )
+        return self
+
+    def point(self, src, X, p):
+        x = self.scaler_.transform(X[[self.feature]].to_numpy(float))
+        return float(self.model_.predict_proba(x)[:, 1].mean())
+
+
+class Selected(SliceEstimator):
+    """The candidate with the lowest leave-one-unit-out MAE on the source data; the panel
+    makes the choice, so it is nested inside the training slices."""
+
+    def __init__(self, candidates: Sequence[str], name: str = "Selected", design=None):
+        super().__init__(design)
+        self.candidates = tuple(candidates)
+        self.name = name
+        self.choice_: SliceEstimator | None = None
+
+    def point(self, src, X, p):
+        return self.choice_.point(src, X, p)
+
+
+ES_FAMILY = ("ES", "DoC", "ATC[ES p]", "IW-ES", "Meta")
+BASELINES = ("ATC[max]", "ATC[best]", "train accuracy", "average confidence")
+REPORTED = (*ES_FAMILY, "Selected", *BASELINES)
+
+
+def default_estimators(design: dict[str, Any]) -> list[SliceEstimator]:
+    """Every reported estimator, plus ATC on each feature (candidates of ATC[best])."""
+    atc = [ATCFeature(f, design) for f in FEATURE_NAMES]
+    return [
+        ESMean(design),
+        DoC(design),
+        ATCOnP(design),
+        ImportanceWeightedES(design),
+        MetaModel(design),
+        Selected(ES_FAMILY, "Selected", design),
+        *atc,
+        Selected([a.name for a in atc], "ATC[best]", design),
+        TrainAccuracy(design),
+        AverageConfidence("max", design),
+    ]
+
+
+# ---------------------------------------------------------------- intervals
+
+
+def _binomial_var(accuracy, n) -> np.ndarray:
+    a = np.clip(np.asarray(accuracy, dtype=float), 0.05, 0.95)
+    return a * (1 - a) / np.maximum(np.asarray(n, dtype=float), 1.0)
+
+
+@dataclass(frozen=True)
+class SliceInterval:
+    """A margin around a slice estimate, learnt from held-out unit residuals.
+
+    A residual has two parts: the estimator's error under shift (variance ``shift_var``,
+    estimated from the residuals by the method of moments) and the sampling noise of the
+    slice's n rows (a(1-a)/n). Residuals are normalised by their expected scale
+    sqrt(shift_var + a(1-a)/n_unit); ``quantile`` is the conformal quantile of those scores,
+    and a target slice of n rows gets margin = quantile * sqrt(shift_var + a(1-a)/n).
+    """
+
+    quantile: float
+    shift_var: float
+    level: float
+    method: str
+    n_units: int
+    unit: str
+
+    @property
+    def covers(self) -> str:
+        return (
+            f"{self.level:.0%} {self.method} interval for the true accuracy of a slice the "
+            f"estimator was not trained on, from leave-one-out residuals over {self.n_units} "
+            f"{self.unit}s (shift between slices and the slice's own sampling noise)"
+        )
+
+    def margin(self, point: float, n: int) -> float:
+        return float(self.quantile * np.sqrt(self.shift_var + _binomial_var(point, n)))
+
+    def around(self, point: float, n: int = 0) -> SliceEstimate:
+        m = self.margin(point, n)
+        return SliceEstimate(
+            point, max(0.0, point - m), min(1.0, point + m), self.level, self.covers, n
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SliceInterval:
+        return cls(
+            **{k: d[k] for k in ("quantile", "shift_var", "level", "method", "n_units", "unit")}
+        )
+
+    @classmethod
+    def from_residuals(cls, residuals, points, sizes, level: float, unit: str) -> SliceInterval:
+        """Split-conformal quantile (the ceil((n+1)·level)-th smallest normalised |residual|)
+        when there are enough units; otherwise a Student-t quantile on the normalised scores
+        (assumes normal residuals); with fewer than 2 units, an interval of [0, 1]."""
+        r = np.abs(np.asarray(residuals, dtype=float))
+        n = r.size
+        if n < 2:
+            return cls(1e6, 1.0, level, "uninformative (fewer than 2 units)", n, unit)
+        sampling = _binomial_var(points, sizes)
+        shift_var = float(max(np.mean(r**2 - sampling), 1e-4))
+        scores = np.sort(r / np.sqrt(shift_var + sampling))
+        k = math.ceil((n + 1) * level)
+        if k <= n:
+            return cls(float(scores[k - 1]), shift_var, level, "split-conformal", n, unit)
+        t = stats.t.ppf((1 + level) / 2, n - 1)
+        q = float(t * np.sqrt(np.mean(scores**2)) * np.sqrt(1 + 1 / n))
+        return cls(q, shift_var, level, "Student-t (too few units for conformal)", n, unit)
+
+
+def interval_units(
+    slices: np.ndarray, X: np.ndarray, min_units: int = 10, min_rows: int = 8, seed: int = 0
+) -> tuple[np.ndarray, str]:
+    """Leave-one-out units: the training slices when there are ``min_units`` of them, else
+    k-means pseudo-slices (at least ``min_rows`` rows each) inside every training slice."""
+    names, code = np.unique(np.asarray(slices, dtype=str), return_inverse=True)
+    if len(names) >= min_units:
+        return code, "training slice"
+    Z = StandardScaler().fit_transform(X)
+    units = np.zeros(len(code), dtype=np.int64)
+    per_slice = math.ceil(min_units / len(names))
+    next_id = 0
+    for s in range(len(names)):
+        rows = np.flatnonzero(code == s)
+        k = max(1, min(per_slice, len(rows) // min_rows))
+        labels = (
+            np.zeros(len(rows), int)
+            if k == 1
+            else KMeans(k, n_init=3, random_state=seed).fit_predict(Z[rows])
+        )
+        units[rows] = next_id + labels
+        next_id += k
+    return units, "pseudo-slice (k-means cluster of a training slice)"
+
+
+# ---------------------------------------------------------------- the panel
+
+
+class EstimatorPanel:
+    """Fit every estimator on one source set, with their intervals, sharing the work."""
+
+    def __init__(
+        self,
+        estimators: Sequence[SliceEstimator] | None = None,
+        design: dict[str, Any] | None = None,
+        level: float = LEVEL,
+        min_units: int = 10,
+        seed: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.design = dict(design or {})
+        self.n_jobs = n_jobs
+        self.estimators = list(estimators) if estimators is not None else None
+        self.level = level
+        self.min_units = min_units
+        self.seed = seed
+
+    def _fit_all(self, src: SourceFit) -> dict[str, SliceEstimator]:
+        return {
+            e.name: copy.deepcopy(e).fit_source(src)
+            for e in self.estimators
+            if not isinstance(e, Selected)
+        }
+
+    def _points(self, fitted, src, X: pd.DataFrame) -> dict[str, float]:
+        p = src.es.p_correct(X)
+        return {name: float(np.clip(e.point(src, X, p), 0, 1)) for name, e in fitted.items()}
+
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y,
+        slices=None,
+        feature_spec: FeatureSpec | None = None,
+        provenance: dict[str, Any] | None = None,
+    ) -> EstimatorPanel:
+        """Fit on labelled source rows; with ``slices``, also the leave-one-unit-out residuals,
+        the nested selections and every estimator's interval."""
+        if self.estimators is None:
+            self.estimators = default_estimators(self.design)
+        X = X.reset_index(drop=True)
+        y = np.asarray(y, dtype=bool)
+        self.source_ = SourceFit.fit(X, y, self.design, None, feature_spec, provenance)
+        self.fitted_ = self._fit_all(self.source_)
+        self.intervals_: dict[str, SliceInterval] = {}
+        self.residuals_ = pd.DataFrame()
+        if slices is not None:
+            self._fit_intervals(X, y, np.asarray(slices))
+        return self
+
+    def _fit_intervals(self, X: pd.DataFrame, y: np.ndarray, slices: np.ndarray) -> None:
+        units, unit_kind = interval_units(slices, self.source_.X, self.min_units, seed=self.seed)
+
+        def held_out(u):
+            held = units == u
+            if minority_count(y[~held]) < 2:
+                return None
+            # the design's hyperparameters were selected on all source rows; refits reuse them
+            src = SourceFit.fit(X.loc[~held], y[~held], self.design, self.source_.es.best_params_)
+            points = self._points(self._fit_all(src), src, X.loc[held])
+            return {"unit": int(u), "n": int(held.sum()), "true": float(y[held].mean()), **points}
+
+        from joblib import Parallel, delayed
+
+        rows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            delayed(held_out)(u) for u in np.unique(units)
+        )
+        rows = [r for r in rows if r is not None]
+        res = pd.DataFrame(rows)
+        self.residuals_ = res
+        self.unit_kind_ = unit_kind
+        errors = {
+            name: (res[name] - res["true"]).to_numpy() if len(res) else np.array([])
+            for name in self.fitted_
+        }
+        for e in self.estimators:
+            if isinstance(e, Selected):
+                mae = {
+                    c: np.mean(np.abs(errors[c])) if errors[c].size else np.inf
+                    for c in e.candidates
+                }
+                best = min(mae, key=mae.get)
+                chosen = copy.copy(e)
+                chosen.choice_ = self.fitted_[best]
+                chosen.chosen_ = best
+                self.fitted_[e.name] = chosen
+                errors[e.name] = errors[best]
+        for name, err in errors.items():
+            source = self.fitted_[name].chosen_ if name in self.choices() else name
+            points = res[source].to_numpy() if len(res) else np.array([])
+            sizes = res["n"].to_numpy() if len(res) else np.array([])
+            self.intervals_[name] = SliceInterval.from_residuals(
+                err, points, sizes, self.level, unit_kind
+            )
+
+    def choices(self) -> dict[str, str]:
+        """What each Selected estimator chose."""
+        return {n: e.chosen_ for n, e in self.fitted_.items() if isinstance(e, Selected)}
+
+    def estimate(
+        self, X: pd.DataFrame, names: Sequence[str] = REPORTED
+    ) -> dict[str, SliceEstimate]:
+        """Every named estimator's estimate (with interval, when fitted) on one target slice."""
+        X = X.reset_index(drop=True)
+        names = [n for n in names if n in self.fitted_]  # Selected needs fitted intervals
+        points = self._points({n: self.fitted_[n] for n in names}, self.source_, X)
+        out = {}
+        for name in names:
+            interval = self.intervals_.get(name)
+            out[name] = (
+                interval.around(points[name], len(X))
+                if interval
+                else SliceEstimate(points[name], n=len(X))
+            )
+        return out
+
+
+# ---------------------------------------------------------------- summaries
+
+
+def expected_label_error(n: int, accuracy: np.ndarray) -> float:
+    """mean_s E|Binomial(n, a_s)/n - a_s|: the MAE of estimating each slice from n labels
+    (exact up to n = 2000, then the normal approximation sqrt(2 a (1-a) / (pi n)))."""
+    if n > 2000:
+        a = np.asarray(accuracy, dtype=float)
+        return float(np.mean(np.sqrt(2 * a * (1 - a) / (np.pi * n))))
+    k = np.arange(n + 1)
+    a = np.asarray(accuracy, dtype=float)
+    pmf = stats.binom.pmf(k[None, :], n, a[:, None])
+    return float(np.mean((pmf * np.abs(k[None, :] / n - a[:, None])).sum(axis=1)))
+
+
+def worth_n_labels(mae: float, accuracy, n_max: int = 10_000) -> int:
+    """The smallest n whose random-label MAE is <= ``mae`` (see the module docstring); 0 when a
+    single label per slice does better, n_max when it needs more."""
+    a = np.asarray(accuracy, dtype=float)
+    if not np.isfinite(mae) or a.size == 0:
+        return 0
+    if expected_label_error(1, a) <= mae:
+        return 0 if expected_label_error(1, a) < mae else 1
+    lo, hi = 1, n_max
+    if expected_label_error(hi, a) > mae:
+        return n_max
+    while hi - lo > 1:  # the binomial MAE falls with n up to small ripples
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if expected_label_error(mid, a) > mae else (lo, mid)
+    return hi
+
+
+def summarise_estimates(long: pd.DataFrame) -> pd.DataFrame:
+    """Per estimator: median MAE over compositions, pooled MAE, measured coverage, median
+    interval width, worth-N-labels, and the share of compositions where it beats ATC[max].
+
+    ``long`` has one row per (composition, slice, estimator): estimator, composition, true,
+    point, low, high."""
+    long = long.assign(
+        abs_error=(long["point"] - long["true"]).abs(),
+        covered=(long["low"] <= long["true"]) & (long["true"] <= long["high"]),
+        width=long["high"] - long["low"],
+    )
+    per_comp = long.groupby(["estimator", "composition"])["abs_error"].mean().unstack(0)
+    rows = []
+    for name, d in long.groupby("estimator", sort=False):
+        comp_mae = per_comp[name]
+        beats = (
+            float((comp_mae < per_comp["ATC[max]"]).mean()) if "ATC[max]" in per_comp else np.nan
+        )
+        mae = float(d["abs_error"].mean())
+        rows.append(
+            {
+                "estimator": name,
+                "mae_median": float(comp_mae.median()),
+                "mae": mae,
+                "coverage": float(d["covered"].mean()) if d["low"].notna().any() else np.nan,
+                "width_median": float(d["width"].median()),
+                "worth_n_labels": worth_n_labels(mae, d["true"].to_numpy()),
+                "beats_atc_max": beats,
+                "n_compositions": int(comp_mae.notna().sum()),
+                "n_slices": len(d),
+            }
+        )
+    order = {n: i for i, n in enumerate(REPORTED)}
+    out = pd.DataFrame(rows)
+    return out.sort_values("estimator", key=lambda s: s.map(order).fillna(99)).reset_index(
+        drop=True
+    )
