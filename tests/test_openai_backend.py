@@ -1,0 +1,173 @@
+"""The openai backend's HTTP behaviour: retries with backoff, timeouts, keys, response layouts.
+
+A real llama-server cannot be made to fail on demand, so these tests run a small stub HTTP
+server on 127.0.0.1 that answers like one (canned chat completions) and fails as told: 503s,
+400s, slow replies. Everything else about the backend is tested against the real server in
+tests/test_llama_server.py.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+from traffic_logs import synthetic_response
+
+from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings, load_backend
+from entropy_sentinel.backends.openai_backend import convert_response, text_reasoning_mask
+
+K3 = GenerationSettings(top_k_logprobs=3, max_new_tokens=8, seed=1)
+
+
+class Stub(ThreadingHTTPServer):
+    """Answers POSTs with ``plan`` (a list of status codes, then 200s) and records requests."""
+
+    def __init__(self, plan=(), delay_s: float = 0.0, k: int = 3):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.plan, self.delay_s, self.k = list(plan), delay_s, k
+        self.requests: list[dict] = []
+        self.headers_seen: list[dict] = []
+        self.rng = np.random.default_rng(0)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):  # /v1/models
+        self._send(200, {"object": "list", "data": [{"id": "stub", "object": "model"}]})
+
+    def do_POST(self):
+        server = self.server
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        server.requests.append(request)
+        server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
+        status = server.plan.pop(0) if server.plan else 200
+        time.sleep(server.delay_s)
+        if status != 200:
+            self._send(status, {"error": {"message": f"status {status}", "code": status}})
+            return
+        self._send(200, synthetic_response(server.rng, 4, k=server.k))
+
+
+def backend(stub: Stub, settings=K3, **changes):
+    options = {"base_url": stub.base_url, "model": "stub", "api_key_env": None, "backoff_s": 0.01}
+    return load_backend("openai", None, settings, options={**options, **changes})
+
+
+def prompt():
+    return [{"role": "user", "content": "hi"}]
+
+
+def test_retries_with_backoff_then_succeeds():
+    stub = Stub(plan=[503, 429, 502])
+    row = backend(stub, max_retries=3).generate(["a"], [prompt()])[0]
+    assert row["error"] is None and len(stub.requests) == 4
+    assert set(row) == set(GENERATION_COLUMNS) and row["n_tokens"] == 4
+    request = stub.requests[-1]
+    assert request["logprobs"] is True and request["top_logprobs"] == 3
+    assert request["max_tokens"] == 8 and isinstance(request["seed"], int)
+
+
+def test_gives_up_after_max_retries_and_never_retries_a_bad_request():
+    stub = Stub(plan=[503] * 10)
+    row = backend(stub, max_retries=2).generate(["a"], [prompt()])[0]
+    assert row["finish_reason"] == "error" and "503" in row["error"]
+    assert len(stub.requests) == 3
+    stub = Stub(plan=[400])
+    row = backend(stub, max_retries=5).generate(["a"], [prompt()])[0]
+    assert row["finish_reason"] == "error" and len(stub.requests) == 1
+
+
+def test_timeout_becomes_an_error_row():
+    stub = Stub(delay_s=1.5)
+    started = time.monotonic()
+    row = backend(stub, timeout_s=0.3, max_retries=1).generate(["a"], [prompt()])[0]
+    assert row["finish_reason"] == "error" and "timed out" in row["error"].lower()
+    assert time.monotonic() - started < 3.0
+
+
+def test_bounded_concurrency_and_per_item_seeds():
+    stub = Stub(delay_s=0.2)
+    ids = [f"i{n}" for n in range(6)]
+    started = time.monotonic()
+    rows = backend(stub, concurrency=3).generate(ids, [prompt()] * 6)
+    elapsed = time.monotonic() - started
+    assert [r["item_id"] for r in rows] == ids
+    assert 0.35 < elapsed < 1.1  # two rounds of three, not six in a row nor all at once
+    seeds = [r["seed"] for r in stub.requests]
+    assert len(set(seeds)) == 6
+    backend(stub, concurrency=3).generate(ids[::-1], [prompt()] * 6)
+    assert sorted(r["seed"] for r in stub.requests[6:]) == sorted(seeds)
+
+
+def test_key_comes_from_the_environment_and_is_never_recorded(monkeypatch):
+    stub = Stub()
+    with pytest.raises(RuntimeError, match="ES_TEST_KEY.*not set"):
+        backend(stub, api_key_env="ES_TEST_KEY")
+    monkeypatch.setenv("ES_TEST_KEY", "sk-secret-123")
+    chosen = backend(stub, api_key_env="ES_TEST_KEY")
+    chosen.generate(["a"], [prompt()])
+    assert stub.headers_seen[-1]["authorization"] == "Bearer sk-secret-123"
+    assert "sk-secret-123" not in json.dumps(chosen.provenance())
+
+
+def test_too_few_top_logprobs_and_missing_logprobs_are_errors():
+    stub = Stub(k=2)
+    row = backend(stub).generate(["a"], [prompt()])[0]
+    assert row["finish_reason"] == "error" and "fewer than top_k_logprobs=3" in row["error"]
+    assert "--max-logprobs 3" in row["error"]
+    body = synthetic_response(np.random.default_rng(0), 2, k=3)
+    body["choices"][0]["logprobs"] = None
+    with pytest.raises(ValueError, match="no logprobs"):
+        convert_response("a", body, K3, [])
+
+
+def test_legacy_layout_and_text_reasoning_spans():
+    body = {
+        "choices": [
+            {
+                "text": "<think>hm</think>4",
+                "finish_reason": "length",
+                "logprobs": {
+                    "tokens": ["<think>", "hm", "</think>", "4"],
+                    "token_logprobs": [-0.1, -0.2, -0.3, -2.0],
+                    "top_logprobs": [
+                        {"<think>": -0.1, "a": -3.0},
+                        {"b": -2.5, "hm": -0.2},
+                        {"</think>": -0.3, "c": -1.4},
+                        {"5": -0.5, "6": -1.0},
+                    ],
+                },
+            }
+        ]
+    }
+    settings = GenerationSettings(top_k_logprobs=2)
+    row = convert_response("a", body, settings, [("<think>", "</think>")])
+    assert row["topk_logprobs"][1] == [-0.2, -2.5]  # sorted, most likely first
+    assert row["sampled_in_topk"] == [True, True, True, False]
+    assert row["is_reasoning"] == [True, True, True, False]
+    assert row["token_ids"] is None and row["finish_reason"] == "length"
+    assert text_reasoning_mask(["a", "<th", "ink>", "x"], [("<think>", "</think>")]) == [
+        False,
+        True,
+        True,
+        True,
+    ]
