@@ -288,13 +288,13 @@ def run_job_consumers(config: dict, plan, workdir: Path) -> None:
         assert covered == len(table), f"benchmark {name}: shards cover {covered}/{len(table)}"
 
 
-def names_the_mutation(message: str, path: tuple) -> bool:
+def names_the_mutation(message: str, path: tuple, kind: str) -> bool:
     """The error names the mutated key, or its parent mapping and the key's name, or (for a
-    list item) the list."""
+    list item, or a deleted entry) the list or mapping that holds it."""
     if key_path(path) in message:
         return True
-    if isinstance(path[-1], int):
-        return f"{key_path(path[:-1])}:" in message
+    if isinstance(path[-1], int) or kind == "delete":
+        return f"{key_path(path[:-1]) if path[:-1] else '(top level)'}:" in message
     parent = key_path(path[:-1]) if path[:-1] else "(top level)"
     return parent in message and str(path[-1]) in message
 
@@ -343,7 +343,7 @@ def test_mutated_configs_are_rejected_by_path_or_run(files, tmp_path, record_pro
         except ConfigError as error:
             outcomes["rejected"] += 1
             outcomes[f"rejected {kind}"] += 1
-            if not names_the_mutation(str(error), path):
+            if not names_the_mutation(str(error), path, kind):
                 unnamed.append(f"{kind} {key_path(path)}: {error}")
             return
         outcomes["accepted"] += 1
