@@ -12,6 +12,7 @@ include: "workflow/rules/features.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/sweep.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/monitor.smk"
 
 
 rule all:
@@ -20,6 +21,7 @@ rule all:
         "results/summary.md",
         REPORT_TARGETS,
         SWEEP_TARGETS,
+        MONITOR_TARGETS,
         MISSING_INTERMEDIATES,
 
 
