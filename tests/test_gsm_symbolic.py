@@ -130,3 +130,19 @@ def _outer_int(expression: str) -> bool:
         if char == ")" and depth == 0:
             return index == len(expression) - 1
     return False
+
+
+def test_unreadable_templates_are_skipped_and_named(tmp_path, caplog):
+    from entropy_sentinel.benchmarks import load_benchmark
+
+    folder = tmp_path / "templates" / "p1"
+    folder.mkdir(parents=True)
+    (folder / "0001.json").write_text(json.dumps({"question_annotated": TOY, "id_shuffled": 1}))
+    (folder / "0002.json").write_bytes(b'{"question_annotated": "caf\xe9 {x, 1}"}')
+    (folder / "0003.json").write_text('{"question_annotated": ')
+    table = load_benchmark("gsm_symbolic", {"path": str(tmp_path), "variant": "p1", "instances": 3})
+    assert len(table) == 3 and set(table["item_id"].str[:7]) == {"p1-0001"}
+    assert f"skipped template {folder / '0002.json'}: unreadable template: not UTF-8" in caplog.text
+    assert (
+        f"skipped template {folder / '0003.json'}: unreadable template: invalid JSON" in caplog.text
+    )

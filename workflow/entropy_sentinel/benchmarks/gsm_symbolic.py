@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import math
 import operator
 import random
@@ -19,6 +20,8 @@ import re
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 MAX_SEQUENCE = 100_000
 MAX_INT_BITS = 256
@@ -504,8 +507,16 @@ def instantiate(template: dict, rng: random.Random, max_attempts: int = MAX_ATTE
 
 def instantiate_file(path: Path, instances: int, seed: int = 0) -> tuple[list[dict], str | None]:
     """Instances of one template file, and why it was skipped (None if it was not)."""
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    template = parse_template(data["question_annotated"])
+    try:
+        data = json.loads(Path(path).read_bytes().decode("utf-8"))
+        annotated = data["question_annotated"]
+    except UnicodeDecodeError as error:
+        return [], f"unreadable template: not UTF-8 (byte {error.start + 1})"
+    except json.JSONDecodeError as error:
+        return [], f"unreadable template: invalid JSON (line {error.lineno}: {error.msg})"
+    except (KeyError, TypeError):
+        return [], "unreadable template: no question_annotated"
+    template = parse_template(annotated)
     rng = random.Random(f"{seed}:{Path(path).parent.name}/{Path(path).name}")
     rows, seen = [], set()
     try:
@@ -542,10 +553,9 @@ def instantiate_folder(
         rows, reason = instantiate_file(path, instances, seed)
         if reason:
             skipped[reason.split(":")[0]] += 1
-        records.extend(rows)
+            log.warning("skipped template %s: %s", path, reason)
+        records.extend({**row, "__where__": str(path)} for row in rows)  # loaders.WHERE
     instantiate_folder.last_skipped = dict(skipped)  # type: ignore[attr-defined]
     if skipped:
-        import logging
-
-        logging.getLogger(__name__).info("%s: skipped templates %s", directory, dict(skipped))
+        log.info("%s: skipped templates %s", directory, dict(skipped))
     return records
