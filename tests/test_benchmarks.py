@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from entropy_sentinel.benchmarks import (
     REGISTRY,
@@ -202,14 +204,52 @@ def test_bytes_that_are_not_utf8_skip_only_their_row(tmp_path):
 
 def test_bad_rows_of_csv_and_json_files_are_named_by_place(tmp_path):
     csv = tmp_path / "mine.csv"
-    csv.write_bytes(b"q,a\nWhat is 1+1?,2\nWhat is \xff?,3\n,4\nWhat is 2+2?,4\n")
+    csv.write_bytes(
+        b'q,a\nWhat is 1+1?,2\nWhat is \xff?,3\n,4\n"What is\n2+2?",4\nx,y,z\nWhat is 3+3?,6\n'
+    )
     frame = load_benchmark("m", FILE_SETTINGS | {"path": str(csv), "answer_type": "integer"})
-    assert list(frame["reference"]) == ["2", "4"]
+    assert list(frame["reference"]) == ["2", "4", "6"]  # a quoted field may span lines
     assert frame.attrs["skipped_rows"] == [
-        f"{csv}:row 3: not UTF-8",
-        f"{csv}:row 4: empty question",
+        f"{csv}:3: not UTF-8",
+        f"{csv}:4: empty question",
+        f"{csv}:7: 3 fields, the header has 2",
     ]
     data = tmp_path / "mine.json"
     data.write_text(json.dumps([{"q": "What is 1+1?", "a": "2"}, "text", {"q": "x", "a": "y"}]))
     frame = load_benchmark("m", FILE_SETTINGS | {"path": str(data), "answer_type": "integer"})
     assert frame.attrs["skipped_rows"] == [f"{data}:item 2: not a JSON object"]
+
+
+def test_a_json_file_that_does_not_parse_names_file_line_and_column(tmp_path):
+    path = tmp_path / "mine.json"
+    path.write_text('[{"q": "What is 1+1?", "a": "2"},\n {"q": "x" "a": "y"}]')
+    with pytest.raises(ValueError, match=rf"^{path}:2:12: not valid JSON .*write it as \.jsonl"):
+        load_benchmark("m", FILE_SETTINGS | {"path": str(path), "answer_type": "integer"})
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(
+    lines=st.lists(
+        st.one_of(
+            st.binary(max_size=30),
+            st.builds(
+                lambda q, a: json.dumps({"q": q, "a": a}).encode(),
+                st.text(max_size=12),
+                st.one_of(st.text(max_size=5), st.integers(), st.none(), st.lists(st.integers())),
+            ),
+        ),
+        max_size=12,
+    ),
+    suffix=st.sampled_from([".jsonl", ".csv"]),
+)
+def test_any_bytes_lose_only_their_own_rows(tmp_path_factory, lines, suffix):
+    """Whatever a line holds, the loader keeps the good rows and names each skipped one."""
+    path = tmp_path_factory.mktemp("fuzz") / f"data{suffix}"
+    header = b"q,a\n" if suffix == ".csv" else b""
+    path.write_bytes(header + b"\n".join(line.replace(b"\n", b" ") for line in lines) + b"\n")
+    frame = load_benchmark("m", FILE_SETTINGS | {"path": str(path), "answer_type": "expression"})
+    assert len(frame) + sum(frame.attrs["skipped"].values()) >= 1 or not any(
+        line.strip() for line in lines
+    )
+    assert len(frame.attrs["skipped_rows"]) == sum(frame.attrs["skipped"].values())
+    assert all(row.startswith(f"{path}:") for row in frame.attrs["skipped_rows"])

@@ -10,7 +10,9 @@ duplicate) are skipped and counted, never fatal: the counts are logged and left 
 from __future__ import annotations
 
 import contextlib
+import csv
 import glob
+import io
 import json
 import logging
 import math
@@ -38,7 +40,7 @@ class SkipRow(Exception):
 
 
 BAD = "__bad__"  # a record that could not be read: the value is the reason
-WHERE = "__where__"  # where a record came from: "file:line" (or "file:row N")
+WHERE = "__where__"  # where a record came from: "file:line" (or "file:item N", "file:row N")
 
 
 def located_records(path: str | Path) -> list[dict]:
@@ -52,23 +54,55 @@ def located_records(path: str | Path) -> list[dict]:
     if suffix == ".jsonl":
         return [_jsonl_record(raw, f"{path}:{n}") for n, raw in _lines(path) if raw.strip()]
     if suffix == ".json":
-        data = json.loads(path.read_bytes().decode("utf-8", errors="surrogateescape"))
+        try:
+            data = json.loads(path.read_bytes().decode("utf-8", errors="surrogateescape"))
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg}); a .json "
+                "benchmark is parsed whole: fix it, or write it as .jsonl (one record a line) "
+                "so that a bad record is skipped alone"
+            ) from None
         if isinstance(data, dict):
             lists = [v for v in data.values() if isinstance(v, list)]
             data = lists[0] if len(lists) == 1 else list(data.values())
         records = [r if isinstance(r, dict) else {BAD: "not a JSON object"} for r in data]
         return [_checked(r, f"{path}:item {n}") for n, r in enumerate(records, 1)]
     if suffix in (".csv", ".tsv"):
-        sep = "\t" if suffix == ".tsv" else ","
-        frame = pd.read_csv(path, sep=sep, dtype=object, encoding_errors="surrogateescape")
-        first = 2  # row 1 is the header
-    elif suffix in (".parquet", ".pq"):
-        frame, first = pd.read_parquet(path), 1
-    else:
+        return _csv_records(path, "\t" if suffix == ".tsv" else ",")
+    if suffix not in (".parquet", ".pq"):
         raise ValueError(f"{path}: unsupported file type {suffix!r}")
+    frame = pd.read_parquet(path)
     frame = frame.astype(object).where(frame.notna(), None)
     rows = frame.to_dict(orient="records")
-    return [_checked(r, f"{path}:row {n}") for n, r in enumerate(rows, first)]
+    return [_checked(r, f"{path}:row {n}") for n, r in enumerate(rows, 1)]
+
+
+def _csv_records(path: Path, sep: str) -> list[dict]:
+    """CSV rows by line; a row with the wrong number of fields (or a NUL) is a bad record."""
+    from pandas._libs.parsers import STR_NA_VALUES  # pandas' missing-value spellings
+
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    records, header = [], None
+    while True:
+        line = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return records
+        except csv.Error as error:
+            records.append({WHERE: f"{path}:{line}", BAD: f"unreadable CSV ({error})"})
+            continue
+        if header is None:
+            header = fields
+        elif not fields:
+            continue
+        elif len(fields) != len(header):
+            reason = f"{len(fields)} fields, the header has {len(header)}"
+            records.append({WHERE: f"{path}:{line}", BAD: reason})
+        else:
+            values = [None if v in STR_NA_VALUES else v for v in fields]
+            records.append(_checked(dict(zip(header, values, strict=True)), f"{path}:{line}"))
 
 
 def read_records(path: str | Path) -> list[dict]:
@@ -500,7 +534,7 @@ def _build(
                 raise SkipRow("duplicate id")
         except SkipRow as skip:
             reason = str(skip)
-        except (ValueError, TypeError, KeyError, AttributeError) as error:
+        except Exception as error:  # whatever is wrong with one row must not lose the others
             reason = f"malformed row ({type(error).__name__}: {error})"
         else:
             seen.add(item["item_id"])
@@ -606,6 +640,8 @@ def load_benchmark(name: str, settings: Mapping) -> pd.DataFrame:
         )
     else:
         raise ValueError(f"unknown benchmark source {source!r}")
+    if settings.get("first"):  # the first N in file order, before any seeded draw
+        items = items[: int(settings["first"])]
     items = subsample(items, settings.get("limit"), seed)
     if skipped:
         log.warning("%s: skipped %d rows: %s", name, sum(skipped.values()), dict(skipped))
