@@ -77,10 +77,34 @@ def located_records(path: str | Path) -> list[dict]:
     return [_checked(r, f"{path}:row {n}") for n, r in enumerate(rows, 1)]
 
 
+# How a CSV spells a missing value (pandas.read_csv's defaults, which the loaders used before).
+MISSING = frozenset(
+    [
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    ]
+)
+
+
 def _csv_records(path: Path, sep: str) -> list[dict]:
     """CSV rows by line; a row with the wrong number of fields (or a NUL) is a bad record."""
-    from pandas._libs.parsers import STR_NA_VALUES  # pandas' missing-value spellings
-
     text = path.read_bytes().decode("utf-8", errors="surrogateescape")
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     records, header = [], None
@@ -101,7 +125,7 @@ def _csv_records(path: Path, sep: str) -> list[dict]:
             reason = f"{len(fields)} fields, the header has {len(header)}"
             records.append({WHERE: f"{path}:{line}", BAD: reason})
         else:
-            values = [None if v in STR_NA_VALUES else v for v in fields]
+            values = [None if v in MISSING else v for v in fields]
             records.append(_checked(dict(zip(header, values, strict=True)), f"{path}:{line}"))
 
 
