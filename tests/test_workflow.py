@@ -71,6 +71,10 @@ def test_workflow_end_to_end(tiny_model, tmp_path):
 
     summary = (workdir / "results" / "summary.md").read_text()
     assert "tiny" in summary
+    # time and peak memory per rule, from the benchmark: files of the jobs before the summary
+    assert "## Where the time and memory went" in summary
+    for rule, jobs in (("generate", 2), ("grade", 1), ("features", 1), ("evaluate", 1)):
+        assert f"| {rule} | {jobs} | " in summary
     shards = sorted((workdir / "results" / "generations" / "tiny" / "synthetic").glob("*.parquet"))
     assert len(shards) == 2  # 30 items, shards of 16
     generations = pd.concat([pd.read_parquet(s) for s in shards])
