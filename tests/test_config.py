@@ -126,3 +126,23 @@ def test_file_benchmark_fields_must_exist_in_the_file(tmp_path):
         ConfigError, match=r"^benchmarks\.mine\.question_field: 'question' is not a"
     ):
         plan_workflow(config)
+
+
+def test_missing_intermediates_to_rebuild_and_shards_to_report(tmp_path):
+    config = demo_config()
+    config["generation"]["shard_size"] = 100  # 150 demo items: two shards
+    plan = plan_workflow(config)
+    model = plan.models[0]
+    for path in (
+        f"results/grades/{model}/synthetic.parquet",
+        f"results/evaluation/{model}/metrics.json",
+        f"results/generations/{model}/synthetic/.shard-0.parts/chunk-00000.parquet",
+    ):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).touch()
+    rebuild, from_scratch = plan.missing_intermediates(tmp_path)
+    assert rebuild == [  # shard 0 resumes from its chunks; features sit between two results
+        f"results/generations/{model}/synthetic/shard-0.parquet",
+        f"results/features/{model}/synthetic.parquet",
+    ]
+    assert from_scratch == [f"results/generations/{model}/synthetic/shard-1.parquet"]

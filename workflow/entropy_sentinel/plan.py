@@ -14,7 +14,7 @@ from pathlib import Path
 from .benchmarks.registry import get_spec
 from .benchmarks.synthetic import DOMAINS
 from .config import SCHEMA, ConfigError, validate_config
-from .generation import count_shards
+from .generation import count_shards, parts_dir
 
 __all__ = ["ConfigError", "WorkflowPlan", "plan_workflow", "sorted_keys"]
 
@@ -164,39 +164,51 @@ class WorkflowPlan:
             count = settings["n_per_domain"] * len(settings.get("domains") or DOMAINS)
         else:
             count = settings.get("expected_items")
-        limit = settings.get("limit")
+        caps = [c for c in (settings.get("limit"), settings.get("first")) if c]
         if count is None:
-            return limit
-        return min(count, limit) if limit else count
+            return min(caps) if caps else None
+        return min([count, *caps])
 
     def n_shards(self, benchmark: str) -> int:
         expected = self.expected_items(benchmark)
         return 1 if expected is None else count_shards(expected, self.shard_size)
 
     def derived_files(self) -> dict[str, list[str]]:
-        """Each cheap intermediate file and the files made from it (grades to evaluation)."""
+        """Each intermediate file and the files made from it (generation shards to evaluation)."""
         derived = {}
         for model in self.models:
             evaluation = f"results/evaluation/{model}/metrics.json"
             for benchmark in self.benchmarks:
                 grades = f"results/grades/{model}/{benchmark}.parquet"
                 features = f"results/features/{model}/{benchmark}.parquet"
+                for shard in range(self.n_shards(benchmark)):
+                    derived[f"results/generations/{model}/{benchmark}/shard-{shard}.parquet"] = [
+                        grades
+                    ]
                 derived[grades] = [features]
                 derived[features] = [evaluation]
             derived[evaluation] = ["results/summary.md"]
         return derived
 
-    def missing_intermediates(self, root: str | Path = ".") -> list[str]:
-        """Intermediate files that are missing while files made from them exist.
+    def missing_intermediates(self, root: str | Path = ".") -> tuple[list[str], list[str]]:
+        """Intermediate files that are missing while files made from them exist: those to
+        rebuild, and generation shards that would have to be generated from scratch.
 
         Snakemake rebuilds a missing intermediate only when a consumer must rerun anyway, so
         after an interrupted forced job (whose output Snakemake deletes) it reports "Nothing to
-        be done" over stale results. The Snakefile makes these files targets instead: they
-        and everything made from them are rebuilt.
+        be done" over stale results. The Snakefile makes the first list targets: they and
+        everything made from them are rebuilt. A shard is in it only while its committed
+        chunks remain (an interrupted generation resumes from them); the second list is
+        reported, not rebuilt, since a deleted shard may be deliberate and costs GPU hours.
         """
         root = Path(root)
-        return [
-            path
-            for path, made_from_it in self.derived_files().items()
-            if not (root / path).exists() and any((root / p).exists() for p in made_from_it)
-        ]
+        rebuild, from_scratch = [], []
+        for path, made_from_it in self.derived_files().items():
+            if (root / path).exists() or not any((root / p).exists() for p in made_from_it):
+                continue
+            is_shard = path.startswith("results/generations/")
+            if is_shard and not parts_dir(root / path).is_dir():
+                from_scratch.append(path)
+            else:
+                rebuild.append(path)
+        return rebuild, from_scratch

@@ -39,11 +39,17 @@ if workflow.is_main_process and (cost_report := pending_cost_report(config, PLAN
 
 # Inputs of the default target. Snakemake alone rebuilds a missing intermediate only when a
 # consumer reruns anyway, so after an interrupted forced job it reports "Nothing to be done".
-MISSING_INTERMEDIATES = PLAN.missing_intermediates()
+MISSING_INTERMEDIATES, MISSING_SHARDS = PLAN.missing_intermediates()
 if workflow.is_main_process and MISSING_INTERMEDIATES:
     print(
         f"Rebuilding {len(MISSING_INTERMEDIATES)} missing file(s) whose results exist (an "
         f"interrupted run?), and everything made from them: {', '.join(MISSING_INTERMEDIATES)}",
+        file=sys.stderr,
+    )
+if workflow.is_main_process and MISSING_SHARDS:
+    print(
+        f"{len(MISSING_SHARDS)} generation shard(s) are missing but their grades exist; kept "
+        f"as they are. To generate them again: snakemake --forcerun {' '.join(MISSING_SHARDS)}",
         file=sys.stderr,
     )
 
