@@ -109,8 +109,23 @@ def test_merge_tables(small):
     assert len(tables["atc_mae"]) == sw.n_compositions(4, 2)
     assert set(tables["rq4_ablation"]["factor"]) >= {"classifier", "features"}
     assert len(tables["best_worst"]) == 2
-    best = sw.best_config(pd.DataFrame(rows), "m")
-    assert best["sweep_mae"] == pytest.approx(tables["results"]["mae"].min())
+
+
+def test_nested_design_never_sees_the_slices_it_is_scored_on(small):
+    configs = sw.sweep_configs("m", small.slices, FAST)
+    results = pd.DataFrame([r for g in sw.fit_groups(configs) for r in sw.run_group(small, g)])
+    chosen = sw.nested_design(results, "m", ["b0", "b1"])
+    assert "leave-one-training-slice-out" in chosen["selection"]
+    # making the chosen design terrible on slices outside the training ones changes nothing
+    worse = results.copy()
+    is_chosen = worse["calibrate"] == chosen["calibrate"]
+    worse.loc[is_chosen, ["aee:b2", "aee:b3", "mae"]] = 1.0
+    assert sw.nested_design(worse, "m", ["b0", "b1"]) == chosen
+    # making it terrible on a held-out *training* slice moves the choice
+    worse = results.copy()
+    worse.loc[is_chosen & (worse["benchmarks"] == "b0"), "aee:b1"] = 1.0
+    assert sw.nested_design(worse, "m", ["b0", "b1"])["calibrate"] != chosen["calibrate"]
+    assert sw.nested_design(results, "m", ["b0"]) is None  # nothing to nest with one slice
 
 
 def test_too_few_minority_rows_are_skipped(table):
@@ -121,20 +136,38 @@ def test_too_few_minority_rows_are_skipped(table):
     assert sw.run_group(data, group)[0]["status"] == "skipped_minority_lt_2"
 
 
-def test_deployments_skip_missing_slices_and_save_loadable_estimators(small_table, tmp_path):
-    table = small_table
+def test_deployments_skip_missing_slices_and_save_loadable_estimators(small, small_table, tmp_path):
+    configs = sw.sweep_configs("m", small.slices, FAST)
+    results = pd.DataFrame([r for g in sw.fit_groups(configs) for r in sw.run_group(small, g)])
+    cfg = {
+        "slice_by": "benchmark",
+        "classifier": "logistic_regression",
+        "calibrate": True,
+        "balance": False,
+        "features": "17D",
+        "calibration": "sigmoid",
+        "seed": 0,
+        "interval_level": 0.9,
+        "interval_units": 10,
+    }
     manifest = sw.train_deployments(
-        table,
+        small_table,
         "m",
         {"extremes": ["b0", "b3"], "intermediate": ["gsm8k", "b1"]},
-        "benchmark",
+        cfg,
         tmp_path,
-        estimator={"classifier": "logistic_regression"},
+        results=results,
     )
     assert "gsm8k" in manifest["skipped"]["intermediate"]
-    entry = manifest["estimators"]["extremes"]
-    est = load_estimator(entry["path"])
+    assert "held out" in manifest["errors_on"]
+    paper, selected = (
+        manifest["estimators"]["extremes"],
+        manifest["estimators"]["extremes-selected"],
+    )
+    assert "leave-one-training-slice-out" in selected["selection"]
+    est = load_estimator(paper["path"])
     assert est.provenance_["train_slices"] == ["b0", "b3"]
-    assert est.feature_names_ == tuple(sw.FEATURE_SETS["10D"])
-    p = est.predict_proba(table.head(5))
-    assert p.shape == (5,) and entry["mae"] < 0.15
+    assert tuple(est.feature_names_in_) == tuple(sw.FEATURE_SETS["10D"])
+    assert est.predict_proba(small_table.head(5)).shape == (5, 2)
+    assert est.estimate(small_table.head(50)).high <= 1.0
+    assert selected["mae_held_out"] < 0.15

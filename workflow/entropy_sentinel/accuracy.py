@@ -51,6 +51,7 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from .estimators import EntropySentinel, SliceEstimate, minority_count
 from .features import FEATURE_NAMES, FeatureSpec
@@ -292,12 +293,16 @@ class AverageConfidence(SliceEstimator):
     def fit_source(self, src):
         x = src.X[:, FEATURE_NAMES.index(self.feature)]
         self.scaler_ = StandardScaler().fit(x[:, None])
-        self.model_ = LogisticRegression(C=1.0, l1_ratio=0.0).fit(
-            self.scaler_.transform(x[:, None]), src.y
-        )
+        self.model_ = None
+        if minority_count(src.y) > 0:  # one class: the prior is all there is
+            self.model_ = LogisticRegression(C=1.0, l1_ratio=0.0).fit(
+                self.scaler_.transform(x[:, None]), src.y
+            )
         return self
 
     def point(self, src, X, p):
+        if self.model_ is None:
+            return src.accuracy
         x = self.scaler_.transform(X[[self.feature]].to_numpy(float))
         return float(self.model_.predict_proba(x)[:, 1].mean())
 
@@ -482,12 +487,14 @@ class EstimatorPanel:
             self.estimators = default_estimators(self.design)
         X = X.reset_index(drop=True)
         y = np.asarray(y, dtype=bool)
-        self.source_ = SourceFit.fit(X, y, self.design, None, feature_spec, provenance)
-        self.fitted_ = self._fit_all(self.source_)
-        self.intervals_: dict[str, SliceInterval] = {}
-        self.residuals_ = pd.DataFrame()
-        if slices is not None:
-            self._fit_intervals(X, y, np.asarray(slices))
+        # many tiny fits: BLAS threads cost more than they save (3x slower measured)
+        with threadpool_limits(limits=1):
+            self.source_ = SourceFit.fit(X, y, self.design, None, feature_spec, provenance)
+            self.fitted_ = self._fit_all(self.source_)
+            self.intervals_: dict[str, SliceInterval] = {}
+            self.residuals_ = pd.DataFrame()
+            if slices is not None:
+                self._fit_intervals(X, y, np.asarray(slices))
         return self
 
     def _fit_intervals(self, X: pd.DataFrame, y: np.ndarray, slices: np.ndarray) -> None:
@@ -545,7 +552,8 @@ class EstimatorPanel:
         """Every named estimator's estimate (with interval, when fitted) on one target slice."""
         X = X.reset_index(drop=True)
         names = [n for n in names if n in self.fitted_]  # Selected needs fitted intervals
-        points = self._points({n: self.fitted_[n] for n in names}, self.source_, X)
+        with threadpool_limits(limits=1):
+            points = self._points({n: self.fitted_[n] for n in names}, self.source_, X)
         out = {}
         for name in names:
             interval = self.intervals_.get(name)

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from .accuracy import ATCFeature, AverageConfidence, SourceFit, TrainAccuracy
 from .estimators import EntropySentinel, canonical_classifier, minority_count
@@ -235,6 +236,11 @@ def run_group(
 ) -> list[dict]:
     """Fit one grid search and evaluate every config of the group on every slice; the
     calibrated twin reuses the selected hyperparameters."""
+    with threadpool_limits(limits=1):  # tiny fits: BLAS threads only add overhead
+        return _run_group(data, group, seed, baselines)
+
+
+def _run_group(data, group, seed, baselines) -> list[dict]:
     start = time.perf_counter()
     first = group[0]
     train, evaluate = data.masks(first.slices)
