@@ -8,7 +8,8 @@ the source rows (``SourceFit``) and differ in how they turn it into a slice esti
 =====================  =======================================================================
 ES                     mean p(correct) of the classifier (the paper)
 DoC                    source accuracy + (mean target p - mean out-of-fold source p)
-                       (Guillory et al. 2021, difference of confidences)
+                       (Guillory et al. 2021, difference of confidences); with calibrated
+                       p the two source terms nearly cancel and it stays close to ES
 ATC[ES p]              ATC on the classifier's own p (Garg et al. 2022)
 IW-ES                  the classifier's p recalibrated on source rows reweighted by a
                        source-vs-target domain classifier (covariate-shift importance weights)
@@ -115,8 +116,13 @@ def _calibrate_scores(score: np.ndarray, y: np.ndarray, method: str) -> np.ndarr
         from sklearn.isotonic import IsotonicRegression
 
         return IsotonicRegression(out_of_bounds="clip").fit(score, y).predict(score)
+    return _platt(score, y).predict_proba(_logit(score)[:, None])[:, 1]
+
+
+def _platt(score: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None):
+    """Platt scaling on the logit of a probability (nearly unpenalised)."""
     platt = LogisticRegression(C=1e4, l1_ratio=0.0, max_iter=1000)
-    return platt.fit(_logit(score)[:, None], y).predict_proba(_logit(score)[:, None])[:, 1]
+    return platt.fit(_logit(score)[:, None], y, sample_weight=weight)
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -227,8 +233,7 @@ class ImportanceWeightedES(SliceEstimator):
         domain.fit(scaler.transform(np.vstack([src.X, Xt])), d)
         pt = domain.predict_proba(scaler.transform(src.X))[:, 1]
         w = np.clip(pt / (1 - pt) * len(src.X) / len(Xt), 0.05, 20.0)
-        platt = LogisticRegression(C=1e4, l1_ratio=0.0, max_iter=1000)
-        platt.fit(_logit(src.p_oof)[:, None], src.y, sample_weight=w)
+        platt = _platt(src.p_oof, src.y, weight=w)
         return float(platt.predict_proba(_logit(p)[:, None])[:, 1].mean())
 
 
@@ -471,7 +476,14 @@ class EstimatorPanel:
 
     def _points(self, fitted, src, X: pd.DataFrame) -> dict[str, float]:
         p = src.es.p_correct(X)
-        return {name: float(np.clip(e.point(src, X, p), 0, 1)) for name, e in fitted.items()}
+        out = {}
+        for name, e in fitted.items():
+            uses_classifier = not isinstance(e, ATCFeature | TrainAccuracy | AverageConfidence)
+            if src.es.degenerate_ and uses_classifier:
+                out[name] = src.accuracy  # one class in the source: the prior is all there is
+            else:
+                out[name] = float(np.clip(e.point(src, X, p), 0, 1))
+        return out
 
     def fit(
         self,

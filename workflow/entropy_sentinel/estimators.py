@@ -285,7 +285,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         self.degenerate_ = None
         if minority_count(y01) < 2:
             self.degenerate_ = (
-                f"minority class has {minority_count(y01)} rows ({len(self.classes_)} class "
+                f"minority class has {minority_count(y01)} rows ({len(self.classes_)} of 2 classes "
                 "present); need at least 2 rows of each class to fit"
             )
             if not allow_degenerate:

@@ -403,6 +403,9 @@ def _iqr(x: pd.Series) -> float:
 def merge_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The sweep's result tables (RQ2-RQ4) from the concatenated chunk outputs."""
     ok = results[results["status"] == "ok"].copy()
+    if ok.empty:  # every config skipped (e.g. one class in every composition): empty tables
+        names = ("results", "aee_per_slice", "atc_mae", "atc_summary", "mae_vs_k")
+        return {n: pd.DataFrame() for n in (*names, "best_worst", "rq4_ablation")}
     tables: dict[str, pd.DataFrame] = {"results": ok[RESULT_COLUMNS].reset_index(drop=True)}
 
     id_cols = ["hash", "llm", "benchmarks", "k", "classifier", "calibrate", "balance_classes"]

@@ -49,14 +49,16 @@ rule sweep_chunk:
 
 rule sweep_merge:
     input:
-        expand(
+        chunks=expand(
             "results/sweep/{model}/chunk_{chunk}.parquet",
             model=MODELS,
             chunk=range(SWEEP_CHUNKS),
         ),
+        studies=expand("results/evaluation/{model}/study.csv", model=MODELS),
     output:
         **SWEEP_TABLES,
         full="results/sweep/sweep_results.parquet",
+        estimators="results/sweep/estimators.csv",
     log:
         "logs/sweep/merge.log",
     benchmark:
@@ -67,6 +69,8 @@ rule sweep_merge:
     resources:
         mem_mb=8000,
         runtime=30,
+    params:
+        models=MODELS,
     script:
         "../scripts/sweep_merge.py"
 
