@@ -113,3 +113,49 @@ def test_without_the_vllm_extra_the_backend_raises_import_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # what Python does when vLLM is not installed
     with pytest.raises(ImportError, match="vllm"):
         VLLMBackend("unused", GenerationSettings())
+
+
+def test_topk_follows_vllm_rank_not_float_order():
+    # equal log-probs: vLLM's rank decides; the sampled token (rank 7) is outside the top 2
+    steps = [{3: _lp(-1.0, 2), 4: _lp(-1.0, 1), 9: _lp(-5.0, 7)}]
+    row = convert_output("a", _output([9], steps), K2, [0], [])
+    assert row["topk_token_ids"] == [[4, 3]] and row["sampled_in_topk"] == [False]
+    assert row["sampled_logprobs"] == [-5.0]
+
+
+@pytest.fixture()
+def fake_vllm(monkeypatch):
+    """A stand-in ``vllm`` module (vLLM needs a GPU): records what the backend passes to it."""
+    calls = {}
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["engine"] = kwargs
+
+        def get_tokenizer(self):
+            return _FakeTokenizer()
+
+        def generate(self, prompts, params):
+            calls["params"] = params
+            return [_output([1, 0], [{1: _lp(-0.2, 1)}, {0: _lp(-0.1, 1)}]) for _ in prompts]
+
+    module = SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw, __version__="0.0-fake")
+    monkeypatch.setitem(sys.modules, "vllm", module)
+    return calls
+
+
+def test_per_item_seeds_and_per_model_engine_args(fake_vllm):
+    settings = GenerationSettings(top_k_logprobs=1, seed=5, extra={"vllm": {"enforce_eager": True}})
+    backend = VLLMBackend("weights", settings, engine_args={"gpu_memory_utilization": 0.5})
+    assert fake_vllm["engine"]["gpu_memory_utilization"] == 0.5
+    assert fake_vllm["engine"]["enforce_eager"] is True
+    assert fake_vllm["engine"]["logprobs_mode"] == "raw_logprobs"
+    backend.generate(["x", "y"], ["p", "q"])
+    first = [p["seed"] for p in fake_vllm["params"]]
+    backend.generate(["y", "x"], ["q", "p"])
+    second = [p["seed"] for p in fake_vllm["params"]]
+    assert first[0] != first[1] and first == second[::-1]  # the seed follows the item
+    assert backend.provenance()["engine_args"] == {
+        "enforce_eager": True,
+        "gpu_memory_utilization": 0.5,
+    }
