@@ -275,6 +275,11 @@ def _chart(name: str, group: pd.DataFrame, alerted: set, rules: AlertRules) -> s
     points = [f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, group["point"], strict=True)]
     parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="#08519c"/>')
     for t, row in zip(times, group.itertuples(index=False), strict=True):
+        if has_band:  # an error bar too: a band of one window has no width
+            parts.append(
+                f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y(row.low):.1f}" '
+                f'y2="{y(row.high):.1f}" stroke="#6baed6" stroke-width="2"/>'
+            )
         bad = (row.slice, row.window_start.isoformat()) in alerted
         tip = f"{row.window_start:%Y-%m-%d %H:%M}: {row.point:.3f} [{row.low:.3f}, {row.high:.3f}]"
         parts.append(
