@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from scipy import stats
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression, Ridge
@@ -520,8 +521,6 @@ class EstimatorPanel:
             src = SourceFit.fit(X.loc[~held], y[~held], self.design, self.source_.es.best_params_)
             points = self._points(self._fit_all(src), src, X.loc[held])
             return {"unit": int(u), "n": int(held.sum()), "true": float(y[held].mean()), **points}
-
-        from joblib import Parallel, delayed
 
         rows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
             delayed(held_out)(u) for u in np.unique(units)
