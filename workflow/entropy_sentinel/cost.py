@@ -28,6 +28,7 @@ class ModelCost:
     max_new_tokens: int
     tokens_per_second: float
     assumed: bool  # tokens_per_second is a guess, not configured
+    nominal_items: bool = False  # some item count is the registry's usual size, not configured
 
     @property
     def tokens(self) -> int:
@@ -54,8 +55,12 @@ def estimate(
     costs = []
     for model, spec in config["models"].items():
         items = shards = pending_shards = pending_items = 0
+        nominal = False
         for benchmark in config["benchmarks"]:
-            n_items = plan.expected_items(benchmark) or 0
+            n_items = plan.expected_items(benchmark)
+            if n_items is None:
+                n_items = _nominal_items(benchmark, config["benchmarks"][benchmark])
+                nominal = nominal or n_items > 0
             n_shards = plan.n_shards(benchmark)
             items += n_items
             shards += n_shards
@@ -75,9 +80,22 @@ def estimate(
                 max_new_tokens=max_new_tokens,
                 tokens_per_second=float(tps or assumed_tps),
                 assumed=tps is None,
+                nominal_items=nominal,
             )
         )
     return costs
+
+
+def _nominal_items(name: str, settings: dict) -> int:
+    """A registry benchmark's usual size (capped by first/limit); 0 when unknown."""
+    from .benchmarks.registry import nominal_items
+
+    if settings.get("source") not in ("registry", "hub"):
+        return 0
+    local = settings.get("source") == "registry" and bool(settings.get("path"))
+    count = nominal_items(settings.get("name", name), local) or 0
+    caps = [c for c in (settings.get("limit"), settings.get("first")) if c]
+    return min([count, *caps]) if count else 0
 
 
 def format_table(costs: list[ModelCost]) -> str:
@@ -106,6 +124,11 @@ def format_table(costs: list[ModelCost]) -> str:
         f"{'total':<{width}}  {'':>6}  {'':>6}  {'':>7}  {'':>7}  {'':>7}  "
         f"{total:>7.1f}  {pending:>13.1f}"
     )
+    if any(c.nominal_items for c in costs):
+        lines.append(
+            "items: a registry benchmark without expected_items counts its usual size; set "
+            "benchmarks.<name>.expected_items for an exact count"
+        )
     if any(c.assumed for c in costs):
         lines.append(
             "* assumed throughput: measure it and set models.<name>.tokens_per_second in the config"

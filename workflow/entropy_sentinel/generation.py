@@ -235,6 +235,29 @@ def _progress(done: int, total: int, started: float) -> None:
     log.info("generated %d/%d items (%.2f items/s, ~%.0fs left)", done, total, rate, eta)
 
 
+# models.<name>.generation keys that are GenerationSettings fields as they are.
+_MODEL_SETTING_KEYS = ("enable_thinking", "system_prompt", "max_model_len", "dtype")
+
+
+def model_settings(settings: dict, model_spec: dict) -> tuple[dict, dict]:
+    """``generation.settings`` with one model's overrides (``models.<name>.generation``) applied,
+    and that model's engine arguments (``engine_args`` plus ``tokenizer_mode``)."""
+    overrides = dict(model_spec.get("generation") or {})
+    merged = {"trust_remote_code": model_spec.get("trust_remote_code", False), **settings}
+    merged.update({k: overrides[k] for k in _MODEL_SETTING_KEYS if k in overrides})
+    if "chat_template_kwargs" in overrides:
+        extra = dict(merged.get("extra") or {})
+        extra["chat_template_kwargs"] = {
+            **extra.get("chat_template_kwargs", {}),
+            **overrides["chat_template_kwargs"],
+        }
+        merged["extra"] = extra
+    engine_args = dict(model_spec.get("engine_args") or {})
+    if "tokenizer_mode" in overrides:
+        engine_args["tokenizer_mode"] = overrides["tokenizer_mode"]
+    return merged, engine_args
+
+
 def settings_provenance(model_manifest: dict, settings: GenerationSettings, backend) -> dict:
     return {
         "model": model_manifest["name"],

@@ -30,7 +30,19 @@ def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPla
         check_model_source(name, spec)
     for name, settings in config["benchmarks"].items():
         check_benchmark_source(name, settings)
+        check_gradable(name, settings, config.get("grading", {}))
     return WorkflowPlan(config)
+
+
+def check_gradable(name: str, settings: dict, grading: dict) -> None:
+    """Open-ended GPQA has free-text answers only a judge can grade: without one every row
+    would be dropped as ungraded."""
+    if settings.get("gpqa_mode") == "open" and not grading.get("judge", {}).get("enabled"):
+        raise ConfigError(
+            f"benchmarks.{name}.gpqa_mode: open answers need the LLM judge, and "
+            "grading.judge.enabled is false; set gpqa_mode: mcq (the default), or enable "
+            "grading.judge with base_url and model"
+        )
 
 
 DATA_FILE_TYPES = (".jsonl", ".json", ".csv", ".tsv", ".parquet", ".pq")

@@ -6,7 +6,12 @@ from pathlib import Path
 import pandas as pd
 
 from entropy_sentinel.backends import GenerationSettings, load_backend
-from entropy_sentinel.generation import run_retry, run_shard, settings_provenance
+from entropy_sentinel.generation import (
+    model_settings,
+    run_retry,
+    run_shard,
+    settings_provenance,
+)
 from entropy_sentinel.gpu_slots import claim_gpu
 from entropy_sentinel.runtime import log_to
 
@@ -20,18 +25,13 @@ overrides = {}
 retry = snakemake.rule == "regenerate_truncated"
 if retry:
     overrides["max_new_tokens"] = generation.get("retry_truncated", {}).get("max_new_tokens", 4096)
-settings = GenerationSettings.from_config(
-    {
-        "trust_remote_code": manifest["spec"].get("trust_remote_code", False),
-        **generation["settings"],
-        **overrides,
-    }
-)
+merged, engine_args = model_settings(generation["settings"], manifest["spec"])
+settings = GenerationSettings.from_config({**merged, **overrides})
 if generation["backend"] == "openai":  # the served model is named after the config's model
     options = {"model": manifest["name"], **generation["openai"]}
     options["model"] = options["model"] or manifest["name"]
 else:
-    options = manifest["spec"].get("engine_args")
+    options = engine_args
 backend = load_backend(
     generation["backend"], manifest["weights_dir"], settings, snakemake.threads, options
 )

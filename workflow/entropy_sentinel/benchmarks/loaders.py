@@ -352,7 +352,7 @@ def _row_gpqa(rec: Mapping, spec: BenchmarkSpec, settings: Mapping) -> Row:
     item_id = _field(rec, "Record ID") or content_id(question, prefix="gpqa-")
     meta = {"correct_text": correct, "subdomain": _field(rec, "Subdomain")}
     domain = _field(rec, "High-level domain") or "gpqa"
-    mode = settings.get("gpqa_mode", "open")
+    mode = settings.get("gpqa_mode", "mcq")
     if mode == "open":
         return {
             "item_id": item_id,

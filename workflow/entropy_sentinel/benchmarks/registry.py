@@ -237,6 +237,32 @@ STEM_TEN = (
 )
 
 
+# Item counts for the cost estimate when a config gives no expected_items: the local files of
+# ../shared/benchmarks (SOURCES.md) and the Hub test sets (reference §3.2).
+NOMINAL_ITEMS = {
+    "gsm8k": (1319, 1319),
+    "gsm_symbolic": (2500, 5000),
+    "svamp": (1000, 300),
+    "math500": (500, 500),
+    "olympiadbench": (675, 1438),
+    "gpqa": (198, 448),
+    "scibench": (580, 692),
+    "theoremqa": (747, 747),
+    "livemathbench": (100, 100),
+    "matscibench": (1025, 1025),
+    "math": (5000, 5000),
+    "aime24": (30, 30),
+    "amc23": (40, 40),
+    "minerva_math": (272, 272),
+}
+
+
+def nominal_items(name: str, local: bool) -> int | None:
+    """The usual item count of a registered benchmark (local files or the Hub), if known."""
+    counts = NOMINAL_ITEMS.get(ALIASES.get(name, name))
+    return None if counts is None else counts[0 if local else 1]
+
+
 def get_spec(name: str) -> BenchmarkSpec:
     """The spec of a registered benchmark (original registry keys are accepted too)."""
     key = ALIASES.get(name, name)
