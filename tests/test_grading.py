@@ -105,6 +105,7 @@ def test_grade_table_keeps_api():
         "reason",
         "grader",
         "grader_version",
+        "truncated",
     ]
     assert list(grades["correct"]) == [True, True, None]
     assert set(grades["grader_version"]) == {GRADER_VERSION}

@@ -30,6 +30,11 @@ rule summary:
     input:
         slices=expand("results/evaluation/{model}/slices.csv", model=MODELS),
         metrics=expand("results/evaluation/{model}/metrics.json", model=MODELS),
+        grades=expand(
+            "results/grades/{model}/{benchmark}.parquet",
+            model=MODELS,
+            benchmark=BENCHMARKS,
+        ),
     output:
         "results/summary.md",
     log:

@@ -20,5 +20,7 @@ rule grade:
         runtime=30,
     params:
         grading=config.get("grading", {}),
+        # judge verdicts, keyed by response hash: kept across reruns, so none is asked twice
+        cache="results/judge-cache/{model}/{benchmark}.jsonl",
     script:
         "../scripts/grade.py"

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from entropy_sentinel.grading.counts import grading_markdown
 from entropy_sentinel.reports import resource_usage_markdown, summary_markdown
 from entropy_sentinel.runtime import log_to
 
@@ -21,6 +22,10 @@ results = {
     )
 }
 Path(snakemake.output[0]).write_text(
-    summary_markdown(results) + "\n" + resource_usage_markdown("benchmarks")
+    summary_markdown(results)
+    + "\n"
+    + grading_markdown(snakemake.input.grades)
+    + "\n"
+    + resource_usage_markdown("benchmarks")
 )
 log.info("wrote %s for %d models", snakemake.output[0], len(results))

@@ -4,6 +4,10 @@ Differences from the original, on purpose: the verdict is parsed as strict JSON 
 substring test), an unparseable reply is recorded as ``unjudged`` (correct None) rather than
 guessed, every verdict is cached by (item, response hash, judge model, prompt version), and
 token usage and latency are recorded. Generation files are never modified.
+
+Requests run ``concurrency`` at a time; each waits at most ``timeout_s`` and an item gets at
+most ``ITEM_BUDGET_S`` in all, retries and backoff included, after which it stays unjudged
+(``correct`` None, counted as ungraded by the summary).
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -29,6 +35,7 @@ PROMPT_VERSION = "stem-judge/1"
 GRADER_NAME = "llm_judge"
 _STRIP_TOKENS = ("<|end|>", "<|endoftext|>")
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+ITEM_BUDGET_S = 120.0  # all attempts on one item together
 
 
 @dataclass(frozen=True)
@@ -41,8 +48,9 @@ class JudgeConfig:
     cache_path: str | None = None  # a JSONL file of verdicts
     max_retries: int = 6
     backoff_s: float = 1.0  # the first wait; doubled after each failed attempt
-    timeout_s: float = 120.0
+    timeout_s: float = 120.0  # per request; an item gets ITEM_BUDGET_S in all
     temperature: float | None = None  # None: the endpoint's default, as in the original
+    concurrency: int = 8  # requests in flight
 
 
 @dataclass
@@ -91,6 +99,7 @@ class Judge:
         self.config = config
         self.sleep = sleep
         self.cache: dict[str, dict] = {}
+        self._lock = threading.Lock()
         if config.cache_path and Path(config.cache_path).exists():
             for line in Path(config.cache_path).read_text(encoding="utf-8").splitlines():
                 try:
@@ -106,7 +115,7 @@ class Judge:
         user = USER_TEMPLATE.format(question=question, response=response, reference=reference)
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
-    def _post(self, payload: dict) -> dict:
+    def _post(self, payload: dict, timeout_s: float | None = None) -> dict:
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.config.api_key_env or "", "")
         if key:
@@ -117,7 +126,8 @@ class Judge:
             headers=headers,
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=self.config.timeout_s) as reply:
+        timeout = min(self.config.timeout_s, timeout_s or self.config.timeout_s)
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
             return json.loads(reply.read().decode("utf-8"))
 
     def judge(self, item_id: str, question: str, response: str, reference: str) -> Verdict:
@@ -133,10 +143,15 @@ class Judge:
         if self.config.temperature is not None:
             payload["temperature"] = self.config.temperature
         verdict = Verdict(None, "error")
+        started = time.monotonic()
         for attempt in range(1, self.config.max_retries + 1):
             start = time.perf_counter()
+            remaining = ITEM_BUDGET_S - (time.monotonic() - started)
+            if remaining <= 0:
+                verdict = Verdict(None, "error", raw="item time budget spent", attempts=attempt)
+                break
             try:
-                body = self._post(payload)
+                body = self._post(payload, remaining)
                 content = body["choices"][0]["message"]["content"] or ""
             except urllib.error.HTTPError as error:
                 verdict = Verdict(None, "error", raw=f"HTTP {error.code}", attempts=attempt)
@@ -158,7 +173,8 @@ class Judge:
                 )
                 break
             if attempt < self.config.max_retries:
-                self.sleep(self.config.backoff_s * 2 ** (attempt - 1))
+                spent = time.monotonic() - started
+                self.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), ITEM_BUDGET_S - spent))
         if verdict.status == "judged":
             self._store(key, item_id, verdict)
         return verdict
@@ -171,22 +187,29 @@ class Judge:
             "prompt_version": PROMPT_VERSION,
             "verdict": asdict(verdict),
         }
-        self.cache[key] = entry
-        if self.config.cache_path:
-            path = Path(self.config.cache_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(entry) + "\n")
+        with self._lock:
+            self.cache[key] = entry
+            if self.config.cache_path:
+                path = Path(self.config.cache_path)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with path.open("a", encoding="utf-8") as handle:
+                    handle.write(json.dumps(entry) + "\n")
 
     def judge_table(self, generations: pd.DataFrame, benchmark: pd.DataFrame) -> pd.DataFrame:
         """One row per generation, in the grade-table layout plus cost and latency columns."""
         items = benchmark.drop_duplicates("item_id").set_index("item_id")
-        rows = []
-        for item_id, response in zip(generations["item_id"], generations["response"], strict=True):
+
+        def one(item_id: str, response: str | None) -> Verdict:
             item = items.loc[item_id]
             meta = json.loads(item["metadata"]) if isinstance(item.get("metadata"), str) else {}
             reference = meta.get("judge_reference") or meta.get("solution") or item["reference"]
-            verdict = self.judge(item_id, item["question"], response or "", str(reference))
+            return self.judge(item_id, item["question"], response or "", str(reference))
+
+        pairs = list(zip(generations["item_id"], generations["response"], strict=True))
+        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
+            verdicts = list(pool.map(lambda pair: one(*pair), pairs))
+        rows = []
+        for (item_id, _), verdict in zip(pairs, verdicts, strict=True):
             rows.append(
                 {
                     "item_id": item_id,
@@ -202,5 +225,48 @@ class Judge:
                 }
             )
         frame = pd.DataFrame(rows)
-        frame["correct"] = frame["correct"].astype(object)
+        if len(frame):
+            frame["correct"] = frame["correct"].astype(object)
         return frame
+
+
+def judge_ungraded(
+    grades: pd.DataFrame,
+    generations: pd.DataFrame,
+    benchmark: pd.DataFrame,
+    settings: dict,
+    cache_path: str | None,
+) -> tuple[pd.DataFrame, int]:
+    """``grades`` with every row the rules left without a verdict sent to the judge
+    (``settings``: config ``grading.judge``); returns the table and how many were sent.
+
+    Rows whose generation failed are not sent: there is no response to judge. With
+    ``answer_types`` set, only items of those types are sent.
+    """
+    answer_types = benchmark.drop_duplicates("item_id").set_index("item_id")["answer_type"]
+    wanted = set(settings.get("answer_types") or [])
+    pending = grades["correct"].isna() & ~grades["reason"].astype(str).str.startswith(
+        "no verdict: generation error"
+    )
+    if wanted:
+        pending &= grades["item_id"].map(answer_types).isin(wanted)
+    if not pending.any():
+        return grades, 0
+    options = {k: settings[k] for k in _JUDGE_KEYS if k in settings}
+    judge = Judge(JudgeConfig(**options, cache_path=cache_path))
+    todo = generations.set_index("item_id").loc[grades.loc[pending, "item_id"]].reset_index()
+    judged = judge.judge_table(todo[["item_id", "response"]], benchmark).set_index("item_id")
+    out = grades.copy()
+    for column in judged.columns:
+        if column not in out.columns:
+            out[column] = None
+        out[column] = out[column].astype(object)
+    rows = out.index[pending]
+    for column in judged.columns:
+        out.loc[rows, column] = judged.loc[out.loc[rows, "item_id"], column].to_numpy()
+    out.loc[rows, "reason"] = "judge: " + judged.loc[out.loc[rows, "item_id"], "reason"].to_numpy()
+    return out, int(pending.sum())
+
+
+_JUDGE_KEYS = ("base_url", "model", "api_key_env", "max_retries", "backoff_s", "timeout_s")
+_JUDGE_KEYS += ("temperature", "concurrency")

@@ -9,8 +9,12 @@ Routing by ``answer_type`` (and ``metadata``: ``rel_tol``, units, the benchmark'
 - ``boolean``, ``option``: normalised words and letters;
 - ``text``: exact normalised match, else no verdict (the LLM judge decides).
 
-Model output never reaches ``eval`` or a bare ``sympify``; every call runs under a wall-clock
+Model output never reaches ``eval`` or a bare ``sympify``; every call runs under a CPU-time
 limit (``safety.deadline``) and costly expressions are refused before parsing.
+
+The last number of a response is used as its answer only for number-type items of a response
+that finished: an expression item or a truncated response without a stated final answer
+(boxed, "####", "the answer is") is wrong, reason "no final answer".
 """
 
 from __future__ import annotations
@@ -29,11 +33,12 @@ from .extract import extract_answer, last_boxed
 from .safety import GradingTimeout, deadline, unsafe_reason
 
 GRADER_NAME = "rules"
-GRADER_VERSION = "1.0"
+GRADER_VERSION = "1.1"
 TIME_LIMIT = 0.6  # seconds per grade() call; leaves margin under the 1 s asked for
 DEFAULT_REL_TOL = 1e-4
 EXPRESSION_REL_TOL = 1e-6  # plain numbers inside expression-type items
 ABS_TOL = 1e-8
+MAX_TEXT = 300  # a free-text response compared whole is at most this long (its tail)
 
 _SPECIAL_TOKENS = ("<|end|>", "<|endoftext|>", "<|im_end|>", "<|eot_id|>", "</s>")
 
@@ -58,7 +63,16 @@ _FRAC = re.compile(r"^([-+]?)\\frac\s*\{\s*([-+]?[\d.]+)\s*\}\s*\{\s*([-+]?[\d.]
 _SLASH = re.compile(r"^([-+]?\d+(?:\.\d+)?)\s*/\s*(\d+(?:\.\d+)?)$")
 _FLOAT = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 _THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
-_LEADING = re.compile(r"^([-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(\s+[A-Za-zμΩÅ].*)?$")
+_LEADING = re.compile(
+    r"^([-+]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(\s*[A-Za-zμΩÅ/][^=]*)?$", re.DOTALL
+)
+# "approximately 2.71", "about 5", "≈ 0.3", "~12": the hedge is not part of the answer.
+_HEDGE = re.compile(
+    r"^(?:(?:approximately|approx\.?|about|around|roughly|nearly|almost|circa|close to|"
+    r"≈|\\approx|\\sim|~)\s*)+",
+    re.IGNORECASE,
+)
+_APPROX_SIGN = re.compile(r"≈|\\approx|\\simeq|\\sim(?![a-z])")
 
 
 def _clean_latex(text: str) -> str:
@@ -75,9 +89,12 @@ def to_number(text: str | None) -> float | None:
     """A plain number written in ``text`` (units and LaTeX dressing removed), else None."""
     if text is None:
         return None
+    text = _APPROX_SIGN.sub("=", text.strip())
+    text = _HEDGE.sub("", text)
     text = _clean_latex(text)
     if "=" in text:
         text = text.rsplit("=", 1)[1].strip()
+    text = _HEDGE.sub("", text)
     text = _UNIT_GROUP.sub(" ", text).strip()
     text = _SCI.sub(lambda m: f"{m.group(1)}e{m.group(2).replace('−', '-')}", text)
     text = text.strip().rstrip(".").strip()
@@ -210,7 +227,7 @@ def _split_items(text: str) -> list[str]:
             text = inner.strip()
         else:
             break
-    return [part.strip() for part in re.split(r",|;", text) if part.strip()]
+    return [part.strip() for part in re.split(r",|;|\band\b", text) if part.strip()]
 
 
 def _depth_ok(text: str) -> bool:
@@ -223,11 +240,34 @@ def _depth_ok(text: str) -> bool:
     return depth == 0
 
 
-def _grade_list(candidate: str, how: str, reference: str, meta: dict) -> Grade:
+_PROSE_NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:[eE][-+]?\d+)?|(?<![\w.])-?\.\d+")
+_SENTENCE_END = re.compile(r"(?<=[^\d])\.\s|\n")
+
+
+def prose_numbers(response: str, count: int) -> str | None:
+    """The last sentence of ``response`` that states exactly ``count`` numbers, as a tuple
+    ("the three values are 4, 9 and 0.5" -> "(4, 9, 0.5)"), or None."""
+    sentences = [s for s in _SENTENCE_END.split(response[-3000:]) if s.strip()]
+    for sentence in reversed(sentences[-8:]):
+        numbers = [n.rstrip(",") for n in _PROSE_NUMBER.findall(sentence)]
+        numbers = [n.replace(",", "") if _THOUSANDS.match(n) else n for n in numbers]
+        if len(numbers) == count and all(to_number(n) is not None for n in numbers):
+            return "(" + ", ".join(numbers) + ")"
+    return None
+
+
+def _grade_list(
+    candidate: str, how: str, reference: str, meta: dict, response: str = "", truncated=False
+) -> Grade:
     expected = [to_number(part) for part in _split_items(reference)]
     if not expected or any(v is None for v in expected):
         return _grade_expression(candidate, how, reference, meta)
     values = [to_number(part) for part in _split_items(candidate)]
+    if (len(values) != len(expected) or None in values) and not truncated:
+        stated = prose_numbers(response, len(expected))
+        if stated is not None:
+            candidate, how = stated, f"{how}, numbers in prose"
+            values = [to_number(part) for part in _split_items(candidate)]
     if any(v is None for v in values):
         return Grade(False, candidate, f"{how}: not a list of numbers")
     if len(values) != len(expected):
@@ -316,18 +356,30 @@ def _grade_text(candidate: str, how: str, reference: str) -> Grade:
     return Grade(None, candidate, "free-text answer: needs the LLM judge")
 
 
-def _grade(response: str, reference: str, answer_type: str, meta: dict) -> Grade:
+def _grade(
+    response: str, reference: str, answer_type: str, meta: dict, truncated: bool = False
+) -> Grade:
     if answer_type == "option":
         return _grade_option(response, reference)
     if answer_type == "boolean":
         return _grade_boolean(response, reference)
     candidate, how = extract_answer(response)
+    if answer_type == "text" and (candidate is None or how == "last number"):
+        # no stated answer: the whole response may still be the answer itself
+        return _grade_text(response.strip()[-MAX_TEXT:], "whole response", reference)
     if candidate is None:
         return Grade(False, None, how)
+    if how == "last number" and answer_type == "list" and not truncated:
+        return _grade_list(candidate, how, reference, meta, response)
+    if how == "last number" and (truncated or answer_type not in ("integer", "numeric")):
+        # A number met in passing (in a truncated repetition loop, or inside a derivation of
+        # an expression) is not the model's answer.
+        why = "truncated response" if truncated else f"{answer_type} answer"
+        return Grade(False, None, f"no final answer ({why}; the last number is not used)")
     if answer_type in ("integer", "numeric"):
         return _grade_number(candidate, how, reference, answer_type == "integer", meta)
     if answer_type == "list":
-        return _grade_list(candidate, how, reference, meta)
+        return _grade_list(candidate, how, reference, meta, response, truncated)
     if answer_type == "expression":
         return _grade_expression(candidate, how, reference, meta)
     if answer_type == "text":
@@ -342,8 +394,12 @@ def grade(
     *,
     metadata: dict | str | None = None,
     time_limit: float | None = TIME_LIMIT,
+    truncated: bool = False,
 ) -> Grade:
-    """Grade one response against its reference answer, within ``time_limit`` seconds."""
+    """Grade one response against its reference answer, within ``time_limit`` CPU seconds.
+
+    ``truncated``: the response hit its token limit, so its last number is not an answer.
+    """
     if not isinstance(response, str) or not response.strip():
         return Grade(False, None, "empty response")
     meta = json.loads(metadata) if isinstance(metadata, str) else dict(metadata or {})
@@ -353,7 +409,7 @@ def grade(
     _warm_up()
     try:
         with deadline(time_limit):
-            return _grade(response, str(reference), answer_type, meta)
+            return _grade(response, str(reference), answer_type, meta, truncated)
     except GradingTimeout:
         return Grade(None, None, "timeout")
     except RecursionError:
@@ -378,9 +434,10 @@ def grade_table(
         columns.append("metadata")
     references = benchmark.drop_duplicates("item_id").set_index("item_id")[columns]
     errors = generations["error"] if "error" in generations.columns else [None] * len(generations)
+    finish = generations.get("finish_reason", pd.Series([None] * len(generations)))
     rows = []
-    for item_id, response, error in zip(
-        generations["item_id"], generations["response"], errors, strict=True
+    for item_id, response, error, finish_reason in zip(
+        generations["item_id"], generations["response"], errors, finish, strict=True
     ):
         if isinstance(error, str) and error:
             verdict = Grade(None, None, f"no verdict: generation error: {error[:200]}")
@@ -396,10 +453,12 @@ def grade_table(
             ref["answer_type"],
             metadata=ref.get("metadata"),
             time_limit=time_limit,
+            truncated=finish_reason == "length",
         )
         rows.append({"item_id": item_id, **asdict(verdict)})
     grades = pd.DataFrame(rows, columns=["item_id", "correct", "extracted", "reason"])
     grades["correct"] = grades["correct"].astype(object)
     grades["grader"] = GRADER_NAME
     grades["grader_version"] = GRADER_VERSION
+    grades["truncated"] = [f == "length" for f in finish]
     return grades

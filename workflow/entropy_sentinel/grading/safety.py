@@ -1,9 +1,12 @@
-"""Keeping grading bounded: a wall-clock guard and a screen for expressions too costly to parse.
+"""Keeping grading bounded: a CPU-time guard and a screen for expressions too costly to parse.
 
 Symbolic parsing evaluates as it goes, so ``10^{10^{10}}`` or ``9**9**9`` would start a
 huge integer power inside C code that no timer can interrupt. Those inputs are refused
 before they reach a parser (``unsafe_reason``). Everything else runs under ``deadline``,
 an interval timer that raises ``GradingTimeout`` in pure-Python code (sympy, antlr).
+
+The timer counts this process's CPU time (``ITIMER_PROF``), not wall-clock time: on a busy
+machine a grade that waits for a core is not cut short, so a verdict does not depend on load.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ class GradingTimeout(BaseException):
 
 @contextlib.contextmanager
 def deadline(seconds: float | None) -> Iterator[None]:
-    """Raise ``GradingTimeout`` if the block runs longer than ``seconds`` (main thread only).
+    """Raise ``GradingTimeout`` once the block has used ``seconds`` of CPU time (main thread
+    only; time spent waiting for a core does not count).
 
     Off the main thread, or with ``seconds`` None, the block runs unguarded; the screen in
     ``unsafe_reason`` still applies there.
@@ -44,13 +48,13 @@ def deadline(seconds: float | None) -> Iterator[None]:
     def on_alarm(signum, frame):
         raise GradingTimeout()
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    previous = signal.signal(signal.SIGPROF, on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def _depth(text: str) -> int:
