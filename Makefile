@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 CORES ?= all
 
-.PHONY: demo test lint dry-run
+.PHONY: demo test lint dry-run study
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,3 +26,8 @@ lint: $(VENV)/.installed
 
 dry-run: $(VENV)/.installed
 	$(VENV)/bin/snakemake -n
+
+# The CPU study: Qwen2.5-Coder-0.5B-Instruct on the ten paper benchmarks (config/cpu-study.yaml)
+# through llama-server, exported to data/studies/cpu-qwen05b. Needs ../shared/benchmarks.
+study: $(VENV)/.installed
+	bench/cpu_study.sh config/cpu-study.yaml data/studies/cpu-qwen05b

@@ -1,0 +1,264 @@
+"""A study on real models, kept small enough to commit: export and the README's tables.
+
+``export_study`` copies one model's results into ``data/studies/<name>/``: the per-response
+features with their grades and split (``features.parquet``), the grades
+(``grades.parquet``), the response text with token counts and finish reasons
+(``responses.parquet``; no log-probability arrays, no questions or reference answers, which
+stay in ../shared/benchmarks), the evaluation tables and ``provenance.json`` (config, model
+file and wheels, engine, timing and throughput). ``results_markdown`` renders the README
+section "Results on real models" from such a folder, so the README's numbers come from the
+committed data.
+
+    python -m entropy_sentinel.study export --config config/cpu-study.yaml --model qwen05b \\
+        --out data/studies/cpu-qwen05b
+    python -m entropy_sentinel.study markdown data/studies/cpu-qwen05b
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from .evaluation import auroc_failure
+from .features import FEATURE_NAMES
+from .provenance import library_versions, now, read_provenance, write_json, write_parquet
+
+RESPONSE_COLUMNS = ("item_id", "response", "n_tokens", "prompt_tokens", "finish_reason", "error")
+EVALUATION_FILES = ("estimators.csv", "slices.csv", "metrics.json", "study.csv")
+MAX_BYTES = 10 * 2**20
+
+# Failure AUROC ranges over the paper's nine LLMs (reference §7.2, top-20 profile).
+PAPER_AUROC = {
+    "se_sum": {"gsm8k": (0.742, 0.819), "math500": (0.601, 0.933), "olympiadbench": (0.795, 0.898)},
+    "nll_sum": {
+        "gsm8k": (0.738, 0.805),
+        "math500": (0.599, 0.932),
+        "olympiadbench": (0.791, 0.898),
+    },
+    "max": {"gsm8k": (0.699, 0.814), "math500": (0.539, 0.920), "olympiadbench": (0.732, 0.847)},
+    "q10": {"gsm8k": (0.710, 0.775), "math500": (0.648, 0.861), "olympiadbench": (0.575, 0.891)},
+    "mean": {"gsm8k": (0.690, 0.809), "math500": (0.552, 0.876), "olympiadbench": (0.526, 0.868)},
+    "nll_avg": {
+        "gsm8k": (0.333, 0.787),
+        "math500": (0.413, 0.875),
+        "olympiadbench": (0.513, 0.868),
+    },
+}
+
+
+def export_study(config_path: str | Path, model: str, out: str | Path, root=".") -> dict:
+    """Copy ``model``'s results under ``root`` into ``out``; returns the provenance written."""
+    root, out = Path(root), Path(out)
+    config = yaml.safe_load(Path(config_path).read_text())
+    benchmarks = list(config["benchmarks"])
+    out.mkdir(parents=True, exist_ok=True)
+    features, grades, responses, timing = [], [], [], {}
+    for name in benchmarks:
+        shards = sorted((root / f"results/generations/{model}/{name}").glob("shard-*.parquet"))
+        if not shards:
+            raise FileNotFoundError(f"{name}: no generations under results/generations/{model}")
+        rows = pd.concat([pd.read_parquet(s, columns=list(RESPONSE_COLUMNS)) for s in shards])
+        responses.append(rows.assign(benchmark=name))
+        grades.append(pd.read_parquet(root / f"results/grades/{model}/{name}.parquet"))
+        grades[-1].insert(1, "benchmark", name)
+        features.append(pd.read_parquet(root / f"results/features/{model}/{name}.parquet"))
+        timing[name] = _job_seconds(root / f"benchmarks/generate/{model}/{name}", rows)
+    write_parquet(pd.concat(features, ignore_index=True), out / "features.parquet")
+    write_parquet(pd.concat(grades, ignore_index=True), out / "grades.parquet")
+    write_parquet(pd.concat(responses, ignore_index=True), out / "responses.parquet")
+    for file in EVALUATION_FILES:
+        shutil.copyfile(root / f"results/evaluation/{model}/{file}", out / file)
+    manifest = json.loads((root / f"resources/models/{model}/manifest.json").read_text())
+    tokens = sum(t["tokens"] for t in timing.values())
+    seconds = sum(t["seconds"] for t in timing.values())
+    provenance = {
+        "model": model,
+        "config": config,
+        "model_file": {k: manifest.get(k) for k in ("source", "spec", "gguf_sha256", "wheels")},
+        "generation": read_provenance(shards[0]),
+        "generation_time": {
+            "per_benchmark": timing,
+            "tokens": tokens,
+            "seconds": round(seconds, 1),
+            "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
+        },
+        "exported_at": now(),
+        "versions": library_versions(),
+    }
+    write_json(provenance, out / "provenance.json")
+    size = sum(p.stat().st_size for p in out.iterdir())
+    if size > MAX_BYTES:
+        raise ValueError(f"{out} holds {size / 2**20:.1f} MiB, over the 10 MiB a study may commit")
+    return provenance
+
+
+def _job_seconds(folder: Path, rows: pd.DataFrame) -> dict:
+    """Wall seconds of the generate jobs (Snakemake's benchmark: files) and tokens made."""
+    seconds = 0.0
+    for tsv in sorted(folder.glob("shard-*.tsv")):
+        with tsv.open() as handle:
+            seconds += sum(float(r["s"]) for r in csv.DictReader(handle, delimiter="\t"))
+    return {"seconds": round(seconds, 1), "tokens": int(rows["n_tokens"].fillna(0).sum())}
+
+
+# ---------------------------------------------------------------- the README tables
+
+
+def benchmark_table(study: str | Path) -> pd.DataFrame:
+    """Per benchmark: items, accuracy, ungraded, truncated, no final answer, mean tokens, and
+    the failure AUROC of the entropy sum and the NLL sum."""
+    study = Path(study)
+    features = pd.read_parquet(study / "features.parquet")
+    grades = pd.read_parquet(study / "grades.parquet")
+    order = list(dict.fromkeys(features["benchmark"]))
+    rows = []
+    for name in [*order, "pooled"]:
+        f = features if name == "pooled" else features[features["benchmark"] == name]
+        g = grades if name == "pooled" else grades[grades["benchmark"] == name]
+        graded = f.dropna(subset=["correct", *FEATURE_NAMES])
+        y = graded["correct"].astype(bool).to_numpy()
+        rows.append(
+            {
+                "benchmark": name,
+                "items": len(f),
+                "accuracy": float(y.mean()) if len(y) else np.nan,
+                "ungraded": int(g["correct"].isna().sum()),
+                "truncated": int(g["truncated"].sum()),
+                "no_final": int(g["reason"].astype(str).str.startswith("no final answer").sum()),
+                "mean_tokens": float(f["n_tokens"].mean()),
+                "auroc_se_sum": _auroc(y, graded["se_sum"]),
+                "auroc_nll_sum": _auroc(y, graded["nll_sum"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _auroc(y: np.ndarray, score) -> float:
+    """Failure AUROC, NaN when a slice has a single class."""
+    return auroc_failure(y, np.asarray(score)) if 0 < y.sum() < len(y) else np.nan
+
+
+def feature_auroc(study: str | Path) -> pd.DataFrame:
+    """Failure AUROC of each feature (rows) pooled and on the paper's three benchmarks."""
+    features = pd.read_parquet(Path(study) / "features.parquet")
+    graded = features.dropna(subset=["correct", *FEATURE_NAMES])
+    y = graded["correct"].astype(bool).to_numpy()
+    table = {"pooled": {f: _auroc(y, graded[f]) for f in FEATURE_NAMES}}
+    for name in ("gsm8k", "math500", "olympiadbench"):
+        part = graded[graded["benchmark"] == name]
+        yb = part["correct"].astype(bool).to_numpy()
+        table[name] = {f: _auroc(yb, part[f]) for f in FEATURE_NAMES}
+    return pd.DataFrame(table)
+
+
+def _f(value, digits: int = 3) -> str:
+    return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
+def results_markdown(study: str | Path) -> str:
+    """The README section "Results on real models" for one committed study folder."""
+    from .reports import estimator_table
+
+    study = Path(study)
+    provenance = json.loads((study / "provenance.json").read_text())
+    timing = provenance["generation_time"]
+    settings = provenance["config"]["generation"]["settings"]
+    table = benchmark_table(study)
+    lines = [
+        f"Study `{study.as_posix()}`: model `{provenance['model']}` "
+        f"(GGUF sha256 `{(provenance['model_file'].get('gguf_sha256') or '')[:12]}`), "
+        f"{int(table['items'].iloc[-1])} responses, T={settings['temperature']}, "
+        f"top-{settings['top_k_logprobs']} raw log-probs, at most {settings['max_new_tokens']} "
+        f"new tokens, seed {settings['seed']}. Generation: {timing['tokens']} tokens in "
+        f"{timing['seconds'] / 60:.0f} min of generate jobs, {timing['tokens_per_second']} tok/s.",
+        "",
+        "| benchmark | items | accuracy | ungraded | truncated | no final answer | mean tokens "
+        "| AUROC SE_sum | AUROC NLL_sum |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in table.itertuples(index=False):
+        lines.append(
+            f"| {r.benchmark} | {r.items} | {_f(r.accuracy)} | {r.ungraded} | {r.truncated} "
+            f"| {r.no_final} | {r.mean_tokens:.0f} | {_f(r.auroc_se_sum)} "
+            f"| {_f(r.auroc_nll_sum)} |"
+        )
+    aurocs = feature_auroc(study)
+    lines += [
+        "",
+        "Failure AUROC per feature (failure is the positive class), beside the range over the "
+        "paper's nine LLMs (reference §7.2; GSM8K / MATH-500 / OlympiadBench):",
+        "",
+        "| feature | pooled | GSM8K | paper GSM8K | MATH-500 | paper MATH | OlympiadBench "
+        "| paper Olymp. |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for feature in FEATURE_NAMES:
+        a, paper = aurocs.loc[feature], PAPER_AUROC.get(feature, {})
+        cells = [_f(a["pooled"])]
+        for name in ("gsm8k", "math500", "olympiadbench"):
+            lo_hi = paper.get(name)
+            cells += [_f(a[name]), f"{lo_hi[0]:.2f}–{lo_hi[1]:.2f}" if lo_hi else ""]
+        lines.append(f"| {feature} | " + " | ".join(cells) + " |")
+    estimators = pd.read_csv(study / "estimators.csv").to_dict(orient="records")
+    lines += [
+        "",
+        "Label-free accuracy estimates on held-out benchmarks (`estimators.csv` of rule "
+        "evaluate: every composition of training benchmarks, scored on the others):",
+        "",
+        *estimator_table(estimators),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+README_START = "<!-- study:{name} -->"
+README_END = "<!-- /study:{name} -->"
+
+
+def readme_block(readme: str, name: str) -> str | None:
+    """The text between a study's markers in the README, or None."""
+    start, end = README_START.format(name=name), README_END.format(name=name)
+    if start not in readme or end not in readme:
+        return None
+    return readme.split(start, 1)[1].split(end, 1)[0].strip("\n") + "\n"
+
+
+def update_readme(readme_path: str | Path, study: str | Path) -> None:
+    """Rewrite the README's block of this study from its data."""
+    path, name = Path(readme_path), Path(study).name
+    text = path.read_text()
+    start, end = README_START.format(name=name), README_END.format(name=name)
+    if readme_block(text, name) is None:
+        raise ValueError(f"{path} has no {start} ... {end} block to fill")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    path.write_text(f"{head}{start}\n{results_markdown(study)}{end}{tail}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m entropy_sentinel.study")
+    sub = parser.add_subparsers(dest="command", required=True)
+    export = sub.add_parser("export", help="copy a model's results into a study folder")
+    export.add_argument("--config", required=True)
+    export.add_argument("--model", required=True)
+    export.add_argument("--out", required=True)
+    export.add_argument("--readme", help="also rewrite this README's block of the study")
+    show = sub.add_parser("markdown", help="print the README section of a study folder")
+    show.add_argument("study")
+    args = parser.parse_args(argv)
+    if args.command == "export":
+        export_study(args.config, args.model, args.out)
+        if args.readme:
+            update_readme(args.readme, args.out)
+    else:
+        print(results_markdown(args.study), end="")
+
+
+if __name__ == "__main__":
+    main()
