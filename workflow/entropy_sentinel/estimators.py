@@ -357,7 +357,11 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         """The slice's estimated accuracy (mean p(correct)) with the stored shift-aware
         interval (see accuracy.SliceInterval), if the estimator has one."""
         self.check_spec(spec)
-        p = self.p_correct(X)
+        return self.estimate_from_p(self.p_correct(X))
+
+    def estimate_from_p(self, p_correct) -> SliceEstimate:
+        """``estimate`` for a slice whose p(correct) are already computed."""
+        p = np.asarray(p_correct, dtype=np.float64)
         point = float(p.mean()) if p.size else float("nan")
         if self.interval_ is None:
             return SliceEstimate(point, n=int(p.size))
