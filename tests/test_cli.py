@@ -52,7 +52,6 @@ def estimator(tmp_path_factory) -> Path:
 def in_process_slices(est_path: Path, log: Path) -> pd.Series:
     """Per-slice mean p(correct) computed one record at a time through features.py."""
     from entropy_sentinel.estimators import load_estimator
-    from entropy_sentinel.scoring import slice_estimate
 
     est = load_estimator(est_path)
     rows, slices = [], []
@@ -66,7 +65,7 @@ def in_process_slices(est_path: Path, log: Path) -> pd.Series:
     table = pd.DataFrame(rows, columns=list(FEATURE_NAMES)).assign(slice=slices)
     estimate = est.estimate(table[list(FEATURE_NAMES)], est.feature_spec_)
     table["p"] = est.p_correct(table[list(FEATURE_NAMES)])
-    assert slice_estimate(est, table["p"]).as_dict() == estimate.as_dict()
+    assert est.estimate_from_p(table["p"]).as_dict() == estimate.as_dict()
     return table.groupby("slice")["p"].mean()
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .provenance import jsonable, now, sha256_file, write_json
-from .scoring import score, slice_estimate
+from .scoring import score
 from .traffic import LogFormat, TrafficError, read_log
 
 WINDOWS = {"hour": "h", "day": "D"}
@@ -93,9 +93,9 @@ def window_table(estimator, scored: pd.DataFrame, window: str, baseline: Baselin
         else:
             inside = (group["time"] >= baseline.start) & (group["time"] < baseline.end)
             reference = group[inside]
-        base = slice_estimate(estimator, reference["p_correct"])
+        base = estimator.estimate_from_p(reference["p_correct"])
         for start, members in group.groupby("window", sort=True):
-            estimate = slice_estimate(estimator, members["p_correct"])
+            estimate = estimator.estimate_from_p(members["p_correct"])
             rows.append(
                 {
                     "slice": name,

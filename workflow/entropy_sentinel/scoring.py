@@ -143,24 +143,11 @@ def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
     return scored.reset_index(drop=True)
 
 
-def slice_estimate(estimator, p_correct: np.ndarray):
-    """``estimator.estimate`` from p(correct) already computed (no second prediction)."""
-    from .estimators import SliceEstimate
-
-    p = np.asarray(p_correct, dtype=np.float64)
-    point = float(p.mean()) if p.size else float("nan")
-    if estimator.interval_ is None:
-        return SliceEstimate(point, n=int(p.size))
-    from .accuracy import SliceInterval
-
-    return SliceInterval.from_dict(estimator.interval_).around(point, int(p.size))
-
-
 def slice_table(estimator, scored: pd.DataFrame) -> pd.DataFrame:
     """Estimated accuracy and interval per slice (and over all responses, slice ``*``)."""
     rows = [
-        {"slice": name, **slice_estimate(estimator, group["p_correct"]).as_dict()}
+        {"slice": name, **estimator.estimate_from_p(group["p_correct"]).as_dict()}
         for name, group in scored.groupby("slice", sort=True)
     ]
-    rows.append({"slice": "*", **slice_estimate(estimator, scored["p_correct"]).as_dict()})
+    rows.append({"slice": "*", **estimator.estimate_from_p(scored["p_correct"]).as_dict()})
     return pd.DataFrame(rows)
