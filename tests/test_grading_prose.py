@@ -52,6 +52,14 @@ def test_no_last_number_for_truncated_responses():
     assert grade("The answer is 4. Check: 3 \\cdot 4", "4", "integer", truncated=True).correct
 
 
+def test_no_stray_option_letter_for_truncated_responses():
+    cut = "Option A is wrong because B describes a lattice, so let us compare C and"
+    assert grade(cut, "C", "option").correct is True  # the last-letter heuristic
+    verdict = grade(cut, "C", "option", truncated=True)
+    assert verdict.correct is False and verdict.reason.startswith("no final answer")
+    assert grade("The answer is (C). Because", "C", "option", truncated=True).correct is True
+
+
 def test_grade_table_reads_truncation_and_counts_it():
     generations = pd.DataFrame(
         {

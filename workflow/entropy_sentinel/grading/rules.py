@@ -310,7 +310,7 @@ def _letter(text: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
-def _grade_option(response: str, reference: str) -> Grade:
+def _grade_option(response: str, reference: str, truncated: bool = False) -> Grade:
     expected = _letter(reference) or reference.strip().upper()
     boxed = last_boxed(response[-20_000:])
     found, how = (_letter(boxed), "boxed") if boxed else (None, "")
@@ -325,6 +325,11 @@ def _grade_option(response: str, reference: str) -> Grade:
                 break
     if found is None:
         return Grade(False, None, "no option letter")
+    if truncated and how in ("(X)", "last letter"):
+        # a letter met in passing in a cut-off explanation is not the model's choice
+        return Grade(
+            False, None, "no final answer (truncated response; a stray letter is not used)"
+        )
     correct = found == expected
     return Grade(correct, found, f"{how}: {'match' if correct else 'mismatch'}")
 
@@ -360,7 +365,7 @@ def _grade(
     response: str, reference: str, answer_type: str, meta: dict, truncated: bool = False
 ) -> Grade:
     if answer_type == "option":
-        return _grade_option(response, reference)
+        return _grade_option(response, reference, truncated)
     if answer_type == "boolean":
         return _grade_boolean(response, reference)
     candidate, how = extract_answer(response)
