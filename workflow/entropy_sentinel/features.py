@@ -205,26 +205,52 @@ def compute_features(
 
 
 def _standard(p: np.ndarray, lp: np.ndarray) -> dict:
-    mean = p.mean()
-    centred = p - mean
-    std = np.sqrt(np.mean(centred**2))
-    degenerate = std < _EPS
+    columns = standard_features(p, lp, np.array([0, p.size]))
+    return {name: values[0] for name, values in columns.items()}
+
+
+def standard_features(p: np.ndarray, lp: np.ndarray, offsets: np.ndarray) -> dict[str, np.ndarray]:
+    """The standard definitions for every response ``offsets[i]:offsets[i+1]`` of the
+    concatenated profiles ``p`` and sampled log-probs ``lp`` (all non-empty), vectorised:
+    one call scores a whole traffic log, and a single response is the case of one segment."""
+    starts, n = offsets[:-1], np.diff(offsets)
+    segment = np.repeat(np.arange(len(n)), n)
+    mean = np.add.reduceat(p, starts) / n
+    centred = p - mean[segment]
+    std = np.sqrt(np.add.reduceat(centred**2, starts) / n)
+    flat = std < _EPS
+    safe = np.where(flat, 1.0, std)
+    skewness = np.where(flat, 0.0, np.add.reduceat(centred**3, starts) / n / safe**3)
+    kurtosis = np.where(flat, 0.0, np.add.reduceat(centred**4, starts) / n / safe**4 - 3.0)
+    ordered = p[np.lexsort((p, segment))]
+    quantiles = {}
+    for name, q in zip(_QUANTILE_NAMES, _QUANTILES, strict=True):
+        position = (n - 1) * q
+        below = np.floor(position).astype(np.int64)
+        above = np.minimum(below + 1, n - 1)
+        a, b = ordered[starts + below], ordered[starts + above]
+        t = position - below
+        diff = b - a
+        # numpy's linear interpolation, rounded as np.quantile rounds it
+        quantiles[name] = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
     nll = -lp
-    return {
+    nll_avg = np.add.reduceat(nll, starts) / n
+    columns = {
         "mean": mean,
         "std": std,
-        "max": p.max(),
-        **dict(zip(_QUANTILE_NAMES, np.quantile(p, _QUANTILES), strict=True)),
-        "skewness": 0.0 if degenerate else np.mean(centred**3) / std**3,
-        "kurtosis": 0.0 if degenerate else np.mean(centred**4) / std**4 - 3.0,
-        "se_sum": p.sum(),
-        "nll_avg": nll.mean(),
-        "nll_max": nll.max(),
-        "nll_sum": nll.sum(),
-        "lntp": np.exp(lp.mean()),
-        "mtp": np.exp(lp.min()),
-        "ppl": np.exp(nll.mean()),
+        "max": np.maximum.reduceat(p, starts),
+        **quantiles,
+        "skewness": skewness,
+        "kurtosis": kurtosis,
+        "se_sum": np.add.reduceat(p, starts),
+        "nll_avg": nll_avg,
+        "nll_max": np.maximum.reduceat(nll, starts),
+        "nll_sum": np.add.reduceat(nll, starts),
+        "lntp": np.exp(np.add.reduceat(lp, starts) / n),
+        "mtp": np.exp(np.minimum.reduceat(lp, starts)),
+        "ppl": np.exp(nll_avg),
     }
+    return {name: columns[name] for name in FEATURE_NAMES}
 
 
 def _paper(p: np.ndarray, lp: np.ndarray) -> dict:

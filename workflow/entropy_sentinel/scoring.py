@@ -11,16 +11,11 @@ per-response path of ``features.py`` directly.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
 from .entropy import entropy_profile
-from .features import FEATURE_NAMES, FeatureSpec, response_features
+from .features import FEATURE_NAMES, FeatureSpec, response_features, standard_features
 from .traffic import LogprobBatch, TrafficError
-
-_QUANTILES = (0.10, 0.25, 0.50, 0.75, 0.90)
-_EPS = 1e-12  # features._standard: a profile with a smaller std has no shape
-CHECKED_RESPONSES = 16
 
 
 def check_scorable(batch: LogprobBatch, spec: FeatureSpec, source: str) -> None:
@@ -57,17 +52,7 @@ def batch_features(batch: LogprobBatch, spec: FeatureSpec) -> pd.DataFrame:
     profile = entropy_profile(
         batch.topk, spec.entropy, sampled_logprobs=batch.sampled, sampled_in_topk=batch.in_topk
     )
-    table = _standard_batch(profile, batch.sampled, batch.offsets)
-    checked = range(min(CHECKED_RESPONSES, len(batch)))
-    reference = _per_response(batch, spec, checked)
-    if not np.allclose(
-        table.iloc[: len(reference)].to_numpy(), reference.to_numpy(), rtol=1e-9, equal_nan=True
-    ):
-        raise AssertionError(
-            "batched features differ from features.response_features: the definitions in "
-            "features.py changed; update scoring._standard_batch to match"
-        )
-    return table
+    return pd.DataFrame(standard_features(profile, batch.sampled, batch.offsets))
 
 
 def _per_response(batch: LogprobBatch, spec: FeatureSpec, rows) -> pd.DataFrame:
@@ -83,48 +68,6 @@ def _per_response(batch: LogprobBatch, spec: FeatureSpec, rows) -> pd.DataFrame:
         ],
         columns=list(FEATURE_NAMES),
     )
-
-
-def _standard_batch(p: np.ndarray, lp: np.ndarray, offsets: np.ndarray) -> pd.DataFrame:
-    """features._standard for every segment ``offsets[i]:offsets[i+1]`` (all non-empty)."""
-    starts, n = offsets[:-1], np.diff(offsets)
-    segment = np.repeat(np.arange(len(n)), n)
-    mean = np.add.reduceat(p, starts) / n
-    centred = p - mean[segment]
-    std = np.sqrt(np.add.reduceat(centred**2, starts) / n)
-    flat = std < _EPS
-    safe = np.where(flat, 1.0, std)
-    skewness = np.where(flat, 0.0, np.add.reduceat(centred**3, starts) / n / safe**3)
-    kurtosis = np.where(flat, 0.0, np.add.reduceat(centred**4, starts) / n / safe**4 - 3.0)
-    ordered = p[np.lexsort((p, segment))]
-    quantiles = {}
-    for name, q in zip(("q10", "q25", "q50", "q75", "q90"), _QUANTILES, strict=True):
-        position = (n - 1) * q
-        below = np.floor(position).astype(np.int64)
-        above = np.minimum(below + 1, n - 1)
-        a, b = ordered[starts + below], ordered[starts + above]
-        t = position - below
-        diff = b - a
-        # numpy's linear interpolation, rounded as np.quantile rounds it
-        quantiles[name] = np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
-    nll = -lp
-    nll_avg = np.add.reduceat(nll, starts) / n
-    columns = {
-        "mean": mean,
-        "std": std,
-        "max": np.maximum.reduceat(p, starts),
-        **quantiles,
-        "skewness": skewness,
-        "kurtosis": kurtosis,
-        "se_sum": np.add.reduceat(p, starts),
-        "nll_avg": nll_avg,
-        "nll_max": np.maximum.reduceat(nll, starts),
-        "nll_sum": np.add.reduceat(nll, starts),
-        "lntp": np.exp(np.add.reduceat(lp, starts) / n),
-        "mtp": np.exp(np.minimum.reduceat(lp, starts)),
-        "ppl": np.exp(nll_avg),
-    }
-    return pd.DataFrame({name: columns[name] for name in FEATURE_NAMES})
 
 
 def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
