@@ -285,8 +285,9 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         self.degenerate_ = None
         if minority_count(y01) < 2:
             self.degenerate_ = (
-                f"minority class has {minority_count(y01)} rows ({len(self.classes_)} of 2 classes "
-                "present); need at least 2 rows of each class to fit"
+                f"minority class has {minority_count(y01)} rows"
+                + (" (only 1 class present)" if len(self.classes_) == 1 else "")
+                + "; need at least 2 rows of each class to fit"
             )
             if not allow_degenerate:
                 raise TooFewSamplesError(self.degenerate_)
