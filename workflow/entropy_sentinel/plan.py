@@ -37,7 +37,9 @@ def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPla
 def check_gradable(name: str, settings: dict, grading: dict) -> None:
     """Open-ended GPQA has free-text answers only a judge can grade: without one every row
     would be dropped as ungraded."""
-    if settings.get("gpqa_mode") == "open" and not grading.get("judge", {}).get("enabled"):
+    is_gpqa = settings["source"] == "registry" and settings.get("name", name) == "gpqa"
+    open_answers = is_gpqa and settings.get("gpqa_mode") == "open"
+    if open_answers and not grading.get("judge", {}).get("enabled"):
         raise ConfigError(
             f"benchmarks.{name}.gpqa_mode: open answers need the LLM judge, and "
             "grading.judge.enabled is false; set gpqa_mode: mcq (the default), or enable "
