@@ -3,8 +3,9 @@
 ``export_study`` copies one model's results into ``data/studies/<name>/``: the per-response
 features with their grades and split (``features.parquet``), the grades
 (``grades.parquet``), the response text with token counts and finish reasons
-(``responses.parquet``; no log-probability arrays, no questions or reference answers, which
-stay in ../shared/benchmarks), the evaluation tables and ``provenance.json`` (config, model
+(``responses.parquet``, a retried truncated item's retry in place of its first try; no
+log-probability arrays, no questions or reference answers, which stay in
+../shared/benchmarks), the evaluation tables and ``provenance.json`` (config, model
 file and wheels, engine, timing and throughput). ``results_markdown`` renders the README
 section "Results on real models" from such a folder, so the README's numbers come from the
 committed data.
@@ -28,6 +29,7 @@ import yaml
 
 from .evaluation import auroc_failure
 from .features import FEATURE_NAMES
+from .generation import prefer_retries
 from .provenance import library_versions, now, read_provenance, write_json, write_parquet
 
 RESPONSE_COLUMNS = ("item_id", "response", "n_tokens", "prompt_tokens", "finish_reason", "error")
@@ -61,15 +63,22 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
     out.mkdir(parents=True, exist_ok=True)
     features, grades, responses, timing = [], [], [], {}
     for name in benchmarks:
-        shards = sorted((root / f"results/generations/{model}/{name}").glob("shard-*.parquet"))
+        folder = root / f"results/generations/{model}/{name}"
+        shards, retries = sorted(folder.glob("shard-*.parquet")), sorted(folder.glob("retry-*"))
         if not shards:
             raise FileNotFoundError(f"{name}: no generations under results/generations/{model}")
-        rows = pd.concat([pd.read_parquet(s, columns=list(RESPONSE_COLUMNS)) for s in shards])
+        first = [pd.read_parquet(s, columns=list(RESPONSE_COLUMNS)) for s in shards]
+        again = [pd.read_parquet(r, columns=list(RESPONSE_COLUMNS)) for r in retries]
+        rows = prefer_retries(pd.concat(first), pd.concat(again)) if again else pd.concat(first)
         responses.append(rows.assign(benchmark=name))
         grades.append(pd.read_parquet(root / f"results/grades/{model}/{name}.parquet"))
         grades[-1].insert(1, "benchmark", name)
         features.append(pd.read_parquet(root / f"results/features/{model}/{name}.parquet"))
-        timing[name] = _job_seconds(root / f"benchmarks/generate/{model}/{name}", rows)
+        timing[name] = _job_seconds(
+            [root / f"benchmarks/generate/{model}/{name}"]
+            + [root / f"benchmarks/regenerate_truncated/{model}/{name}"],
+            pd.concat(first + again),
+        )
     write_parquet(pd.concat(features, ignore_index=True), out / "features.parquet")
     write_parquet(pd.concat(grades, ignore_index=True), out / "grades.parquet")
     write_parquet(pd.concat(responses, ignore_index=True), out / "responses.parquet")
@@ -99,10 +108,11 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
     return provenance
 
 
-def _job_seconds(folder: Path, rows: pd.DataFrame) -> dict:
-    """Wall seconds of the generate jobs (Snakemake's benchmark: files) and tokens made."""
+def _job_seconds(folders: list[Path], rows: pd.DataFrame) -> dict:
+    """Wall seconds of the generation jobs (Snakemake's benchmark: files, first runs and
+    retries of truncated items) and every token they made."""
     seconds = 0.0
-    for tsv in sorted(folder.glob("shard-*.tsv")):
+    for tsv in sorted(t for folder in folders for t in folder.glob("*.tsv")):
         with tsv.open() as handle:
             seconds += sum(float(r["s"]) for r in csv.DictReader(handle, delimiter="\t"))
     return {"seconds": round(seconds, 1), "tokens": int(rows["n_tokens"].fillna(0).sum())}
@@ -170,13 +180,17 @@ def results_markdown(study: str | Path) -> str:
     provenance = json.loads((study / "provenance.json").read_text())
     timing = provenance["generation_time"]
     settings = provenance["config"]["generation"]["settings"]
+    retry = provenance["config"]["generation"].get("retry_truncated", {})
+    budget = f"at most {settings['max_new_tokens']} new tokens"
+    if retry.get("enabled"):
+        budget += f" ({retry['max_new_tokens']} when a truncated response is generated again)"
     table = benchmark_table(study)
     lines = [
         f"Study `{study.as_posix()}`: model `{provenance['model']}` "
         f"(GGUF sha256 `{(provenance['model_file'].get('gguf_sha256') or '')[:12]}`), "
         f"{int(table['items'].iloc[-1])} responses, T={settings['temperature']}, "
-        f"top-{settings['top_k_logprobs']} raw log-probs, at most {settings['max_new_tokens']} "
-        f"new tokens, seed {settings['seed']}. Generation: {timing['tokens']} tokens in "
+        f"top-{settings['top_k_logprobs']} raw log-probs, {budget}, "
+        f"seed {settings['seed']}. Generation: {timing['tokens']} tokens in "
         f"{timing['seconds'] / 60:.0f} min of generate jobs, {timing['tokens_per_second']} tok/s.",
         "",
         "| benchmark | items | accuracy | ungraded | truncated | no final answer | mean tokens "
