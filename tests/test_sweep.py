@@ -38,6 +38,13 @@ def small(small_table):
     return sw.SweepData.from_frame(small_table, "benchmark")
 
 
+@pytest.fixture(scope="module")
+def fast_results(small):
+    """Every FAST config of the small table, evaluated (one row per config)."""
+    configs = sw.sweep_configs("m", small.slices, FAST)
+    return pd.DataFrame([r for g in sw.fit_groups(configs) for r in sw.run_group(small, g)])
+
+
 def test_composition_count_matches_the_paper():
     names = [f"s{i}" for i in range(10)]
     assert sw.n_compositions(10, 4) == 385 == len(sw.compositions(names, 4))
@@ -97,11 +104,9 @@ def test_well_specified_estimator_has_near_zero_mae(data, table):
     assert bad[0]["mae"] > 0.15
 
 
-def test_merge_tables(small):
-    data = small
-    configs = sw.sweep_configs("m", data.slices, FAST)
-    rows = [r for g in sw.fit_groups(configs) for r in sw.run_group(data, g)]
-    tables = sw.merge_tables(pd.DataFrame(rows))
+def test_merge_tables(small, fast_results):
+    configs = sw.sweep_configs("m", small.slices, FAST)
+    tables = sw.merge_tables(fast_results)
     assert list(tables["results"].columns) == sw.RESULT_COLUMNS
     assert len(tables["results"]) == len(configs) == sw.n_compositions(4, 2) * 2
     assert set(tables["mae_vs_k"]["k"]) == {1, 2}
@@ -111,9 +116,8 @@ def test_merge_tables(small):
     assert len(tables["best_worst"]) == 2
 
 
-def test_nested_design_never_sees_the_slices_it_is_scored_on(small):
-    configs = sw.sweep_configs("m", small.slices, FAST)
-    results = pd.DataFrame([r for g in sw.fit_groups(configs) for r in sw.run_group(small, g)])
+def test_nested_design_never_sees_the_slices_it_is_scored_on(fast_results):
+    results = fast_results
     chosen = sw.nested_design(results, "m", ["b0", "b1"])
     assert "leave-one-training-slice-out" in chosen["selection"]
     # making the chosen design terrible on slices outside the training ones changes nothing
@@ -136,9 +140,9 @@ def test_too_few_minority_rows_are_skipped(table):
     assert sw.run_group(data, group)[0]["status"] == "skipped_minority_lt_2"
 
 
-def test_deployments_skip_missing_slices_and_save_loadable_estimators(small, small_table, tmp_path):
-    configs = sw.sweep_configs("m", small.slices, FAST)
-    results = pd.DataFrame([r for g in sw.fit_groups(configs) for r in sw.run_group(small, g)])
+def test_deployments_skip_missing_slices_and_save_loadable_estimators(
+    fast_results, small_table, tmp_path
+):
     cfg = {
         "slice_by": "benchmark",
         "classifier": "logistic_regression",
@@ -157,7 +161,7 @@ def test_deployments_skip_missing_slices_and_save_loadable_estimators(small, sma
         {"extremes": ["b0", "b3"], "intermediate": ["gsm8k", "b1"]},
         cfg,
         tmp_path,
-        results=results,
+        results=fast_results,
     )
     assert "gsm8k" in manifest["skipped"]["intermediate"]
     assert "held out" in manifest["errors_on"]

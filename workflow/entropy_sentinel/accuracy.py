@@ -545,8 +545,9 @@ class EstimatorPanel:
                 chosen.chosen_ = best
                 self.fitted_[e.name] = chosen
                 errors[e.name] = errors[best]
+        chosen = self.choices()
         for name, err in errors.items():
-            source = self.fitted_[name].chosen_ if name in self.choices() else name
+            source = chosen.get(name, name)
             points = res[source].to_numpy() if len(res) else np.array([])
             sizes = res["n"].to_numpy() if len(res) else np.array([])
             self.intervals_[name] = SliceInterval.from_residuals(

@@ -243,9 +243,7 @@ def run_evaluation(
         )
     per_slice = pd.DataFrame(rows)
     estimates = pd.DataFrame(long)
-    true_acc = per_slice["true_accuracy"].to_numpy()
     ood = ~np.isin(s_eval, train_slices)
-    ood_slices = ~per_slice["in_training"].to_numpy()
     by_estimator = {
         name: {
             "mae": mae(d["true"], d["point"]),
@@ -267,9 +265,7 @@ def run_evaluation(
         "selected": panel.choices(),
         "degenerate": est.degenerate_,
         "best_params": est.metadata()["best_params"],
-        "mae": mae(true_acc, per_slice["estimated_accuracy"]),
-        "mae_ood": mae(true_acc[ood_slices], per_slice["estimated_accuracy"][ood_slices]),
-        "spearman": spearman(true_acc, per_slice["estimated_accuracy"]),
+        **by_estimator["ES"],
         "max_abs_error": float(per_slice["abs_error"].max()),
         "auroc_pooled": auroc(y_eval, p),
         "auroc_ood_pooled": auroc(y_eval[ood], p[ood]),

@@ -56,6 +56,16 @@ DEPLOYMENT_ESTIMATOR = {
     "balance": True,
     "features": "10D",
 }
+# the tables of merge_tables, by name
+MERGED_TABLES = (
+    "results",
+    "aee_per_slice",
+    "atc_mae",
+    "atc_summary",
+    "mae_vs_k",
+    "best_worst",
+    "rq4_ablation",
+)
 RESULT_COLUMNS = [
     "hash",
     "llm",
@@ -166,8 +176,8 @@ class SweepData:
     X: np.ndarray
     y: np.ndarray
     code: np.ndarray
-    is_train: np.ndarray
     labels: pd.Series
+    split: pd.Series
     n_dropped_ungraded: int = 0
     n_dropped_empty: int = 0
 
@@ -181,16 +191,19 @@ class SweepData:
             X=clean.loc[:, list(FEATURE_NAMES)].to_numpy(dtype=np.float64),
             y=clean["correct"].to_numpy(dtype=bool),
             code=labels.map({n: i for i, n in enumerate(names)}).to_numpy(dtype=np.int64),
-            is_train=(clean["split"].astype(str) == "train").to_numpy(),
             labels=labels.reset_index(drop=True),
+            split=clean["split"].astype(str).reset_index(drop=True),
             n_dropped_ungraded=dropped.ungraded,
             n_dropped_empty=dropped.empty,
         )
 
+    @property
+    def is_train(self) -> np.ndarray:
+        return (self.split == "train").to_numpy()
+
     def masks(self, composition: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """(training rows, evaluation rows) of the paper's protocol."""
-        split = pd.Series(np.where(self.is_train, "train", "test"))
-        return protocol_masks(self.labels, split, list(composition))
+        return protocol_masks(self.labels, self.split, list(composition))
 
     def frame(self, rows: np.ndarray) -> pd.DataFrame:
         """The feature rows selected by a mask, as named columns."""
@@ -220,10 +233,11 @@ def composition_baselines(data: SweepData, composition: Sequence[str]) -> dict[s
     X_ev, y_ev, code_ev = data.frame(evaluate), data.y[evaluate], data.code[evaluate]
     present = np.flatnonzero(np.bincount(code_ev, minlength=len(data.slices)) > 0)
     true = _slice_means(y_ev, code_ev, len(data.slices))[present]
+    per_slice = [X_ev[code_ev == i] for i in present]
     out: dict[str, float] = {"train_accuracy": src.accuracy}
     for name, b in zip(names, baselines, strict=True):
         b.fit_source(src)
-        est = [b.point(src, X_ev[code_ev == i], None) for i in present]
+        est = [b.point(src, rows, None) for rows in per_slice]
         out[name] = float(np.mean(np.abs(np.array(est) - true)))
     return out
 
@@ -404,8 +418,7 @@ def merge_tables(results: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """The sweep's result tables (RQ2-RQ4) from the concatenated chunk outputs."""
     ok = results[results["status"] == "ok"].copy()
     if ok.empty:  # every config skipped (e.g. one class in every composition): empty tables
-        names = ("results", "aee_per_slice", "atc_mae", "atc_summary", "mae_vs_k")
-        return {n: pd.DataFrame() for n in (*names, "best_worst", "rq4_ablation")}
+        return {n: pd.DataFrame() for n in MERGED_TABLES}
     tables: dict[str, pd.DataFrame] = {"results": ok[RESULT_COLUMNS].reset_index(drop=True)}
 
     id_cols = ["hash", "llm", "benchmarks", "k", "classifier", "calibrate", "balance_classes"]
