@@ -11,7 +11,10 @@ cd "$(dirname "$0")/.."
 CONFIG="${1:-config/cpu-study.yaml}"
 STUDY_DIR="${2:-data/studies/cpu-qwen05b}"
 PY=.venv/bin/python
-SMK=(nice -n 10 .venv/bin/snakemake --configfile "$CONFIG" --cores "${CORES:-2}")
+# Generation jobs only wait on the servers, so two run at once (one thread each) and the second
+# shard fills the slots the first one's last long answers leave idle.
+SMK=(nice -n 10 .venv/bin/snakemake --configfile "$CONFIG" --cores "${CORES:-2}"
+  --set-threads generate=1 regenerate_truncated=1)
 read -r MODEL PORT < <("$PY" - "$CONFIG" <<'PY'
 import sys, urllib.parse, yaml
 config = yaml.safe_load(open(sys.argv[1]))
@@ -24,15 +27,16 @@ GGUF=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["gguf"])' \
   "resources/models/$MODEL/manifest.json")
 SERVER=$(tests/llama_server/build.sh)
 mkdir -p logs/study
-# Three single-threaded servers with 6 slots each behind bench/server_pool.py on the port of
-# base_url. One server with two threads stalls at every thread barrier when a core is busy
-# (measured on 2 shared cores under load: 1.7 tok/s with -t 2, 16.9 with one -t 1 server,
-# 21.6 with two); single-threaded servers each get their own share of the CPU.
-BACKENDS=($((PORT + 10)) $((PORT + 11)) $((PORT + 12)))
+# Two single-threaded servers with 16 slots each (2048 tokens per slot) behind
+# bench/server_pool.py on the port of base_url. One server with two threads stalls at every
+# thread barrier when a core is busy (on 2 shared cores under load: 1.7 tok/s with -t 2, 16.9
+# with one -t 1 server, 21.6 with two); on idle cores both layouts do about 80 tok/s with
+# 16-32 requests in flight, so the single-threaded layout is the safe one.
+BACKENDS=($((PORT + 10)) $((PORT + 11)))
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true' EXIT
 for BACKEND in "${BACKENDS[@]}"; do
-  nice -n 10 "$SERVER" -m "$GGUF" --host 127.0.0.1 --port "$BACKEND" -c 6144 -np 6 -t 1 \
+  nice -n 10 "$SERVER" -m "$GGUF" --host 127.0.0.1 --port "$BACKEND" -c 32768 -np 16 -t 1 \
     --alias "$MODEL" >"logs/study/llama-server-$MODEL-$BACKEND.log" 2>&1 &
   PIDS+=($!)
 done

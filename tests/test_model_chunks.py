@@ -155,7 +155,7 @@ def test_retry_only_the_listed_benchmarks(tmp_path, shared_benchmarks):
     config = study_config()
     for settings in config["benchmarks"].values():
         settings["path"] = str(shared_benchmarks / Path(settings["path"]).name)
-    config["generation"]["retry_truncated"]["benchmarks"] = ["gsm8k"]
+    config["generation"]["retry_truncated"] = {"enabled": True, "benchmarks": ["gsm8k"]}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     targets = [f"results/grades/qwen05b/{b}.parquet" for b in ("gsm8k", "math500")]
     run = subprocess.run(
