@@ -13,8 +13,8 @@ STUDY_DIR="${2:-data/studies/cpu-qwen05b}"
 PY=.venv/bin/python
 # Generation jobs only wait on the servers, so two run at once (one thread each) and the second
 # shard fills the slots the first one's last long answers leave idle.
-SMK=(nice -n 10 .venv/bin/snakemake --configfile "$CONFIG" --cores "${CORES:-2}"
-  --set-threads generate=1 regenerate_truncated=1)
+SMK=(nice -n 10 .venv/bin/snakemake --set-threads generate=1 regenerate_truncated=1
+  --configfile "$CONFIG" --cores "${CORES:-2}")
 read -r MODEL PORT < <("$PY" - "$CONFIG" <<'PY'
 import sys, urllib.parse, yaml
 config = yaml.safe_load(open(sys.argv[1]))
