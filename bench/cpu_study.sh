@@ -11,10 +11,11 @@ cd "$(dirname "$0")/.."
 CONFIG="${1:-config/cpu-study.yaml}"
 STUDY_DIR="${2:-data/studies/cpu-qwen05b}"
 PY=.venv/bin/python
-# Generation jobs only wait on the servers, so two run at once (one thread each) and the second
+# Generation jobs only wait on the servers, so two run at once (one thread each; gpu=2 lifts the
+# workflow profile's one generation job at a time) and the second
 # shard fills the slots the first one's last long answers leave idle.
 SMK=(nice -n 10 .venv/bin/snakemake --set-threads generate=1 regenerate_truncated=1
-  --configfile "$CONFIG" --cores "${CORES:-2}")
+  --resources gpu=2 --configfile "$CONFIG" --cores "${CORES:-2}")
 read -r MODEL PORT < <("$PY" - "$CONFIG" <<'PY'
 import sys, urllib.parse, yaml
 config = yaml.safe_load(open(sys.argv[1]))
