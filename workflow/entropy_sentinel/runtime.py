@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,9 +26,23 @@ def log_to(path: str, name: str, inputs: Iterable | None = None) -> logging.Logg
     )
     logging.captureWarnings(True)
     sys.excepthook = _log_uncaught  # the traceback lands in the job's log, not only stderr
+    # Snakemake, Slurm (preemption, time limit) and `kill` stop a job with SIGTERM, which would
+    # end Python silently: raise instead, so cleanups run and the log says where it stopped.
+    signal.signal(signal.SIGTERM, _raise_interrupted)
     if inputs is not None:
         check_inputs(inputs)
     return logging.getLogger(name)
+
+
+class JobInterrupted(KeyboardInterrupt):
+    """SIGTERM, as an exception (a ``KeyboardInterrupt``, so no ``except Exception`` eats it)."""
+
+
+def _raise_interrupted(signum, frame) -> None:
+    raise JobInterrupted(
+        f"interrupted by {signal.Signals(signum).name}; finished chunks are kept and a rerun "
+        "resumes from them"
+    )
 
 
 def _log_uncaught(kind, value, traceback) -> None:

@@ -1,0 +1,41 @@
+"""Job process setup (entropy_sentinel.runtime): what a job's log holds when it dies."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+JOB = """
+import sys, time
+sys.path.insert(0, {package!r})
+from entropy_sentinel.runtime import log_to
+log = log_to({log!r}, "job")
+log.info("started")
+try:
+    time.sleep(60)
+finally:
+    log.info("cleanup ran")
+"""
+
+
+def test_sigterm_is_logged_with_its_traceback(tmp_path):
+    """A job stopped by SIGTERM (Snakemake, Slurm, kill) leaves a log that says so."""
+    log = tmp_path / "job.log"
+    script = JOB.format(package=str(REPO / "workflow"), log=str(log))
+    job = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    for _ in range(200):
+        if log.exists() and "started" in log.read_text():
+            break
+        time.sleep(0.05)
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=30)
+    assert job.returncode != 0
+    text = log.read_text()
+    assert "cleanup ran" in text  # finally blocks run: temporary files are removed
+    assert "JobInterrupted: interrupted by SIGTERM" in text and "Traceback" in text
+    assert "resumes" in stderr
