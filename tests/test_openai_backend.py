@@ -171,3 +171,26 @@ def test_legacy_layout_and_text_reasoning_spans():
         True,
         True,
     ]
+
+
+THINK = [("<think>", "</think>")]
+
+
+def test_reasoning_sent_apart_is_kept_in_the_response():
+    """vLLM --reasoning-parser, llama-server --reasoning-format and SGLang return the thinking in
+    message.reasoning_content (newer vLLM: message.reasoning), the answer in content."""
+    tokens = ["<think>", "hm", "</think>", "4"]
+    content = [
+        {"token": t, "logprob": -0.1, "top_logprobs": [{"token": t, "logprob": -0.1}]}
+        for t in tokens
+    ]
+    for field in ("reasoning_content", "reasoning"):
+        message = {"role": "assistant", "content": "4", field: "hm"}
+        body = {"choices": [{"message": message, "logprobs": {"content": content}}]}
+        row = convert_response("a", body, GenerationSettings(top_k_logprobs=1), THINK)
+        assert row["response"] == "<think>hm</think>4"
+        assert row["is_reasoning"] == [True, True, True, False]
+    message = {"role": "assistant", "content": None, "reasoning_content": "hm"}  # cut mid-thought
+    body = {"choices": [{"message": message, "logprobs": {"content": content[:2]}}]}
+    row = convert_response("a", body, GenerationSettings(top_k_logprobs=1), THINK)
+    assert row["response"] == "<think>hm</think>"

@@ -327,6 +327,12 @@ def convert_response(item_id: str, body: dict, settings: GenerationSettings, mar
         in_topk = [tok in top[:k] for tok, top in zip(steps.tokens, steps.topk_tokens, strict=True)]
     message = choice.get("message") or {}
     text = message.get("content") if "message" in choice else choice.get("text")
+    # Servers that parse the thinking out (vLLM --reasoning-parser, llama-server
+    # --reasoning-format, SGLang) send it apart; keep the whole response, as the other backends do.
+    reasoning = message.get("reasoning_content") or message.get("reasoning")
+    if isinstance(reasoning, str) and reasoning:
+        open_text, close_text = markers[0] if markers else DEFAULT_REASONING_MARKERS[0]
+        text = f"{open_text}{reasoning}{close_text}{text or ''}"
     usage = body.get("usage") or {}
     return {
         "item_id": item_id,
