@@ -39,3 +39,23 @@ def test_sigterm_is_logged_with_its_traceback(tmp_path):
     assert "cleanup ran" in text  # finally blocks run: temporary files are removed
     assert "JobInterrupted: interrupted by SIGTERM" in text and "Traceback" in text
     assert "resumes" in stderr
+
+
+WARNINGS = """
+import sys, warnings
+sys.path.insert(0, {package!r})
+from entropy_sentinel.runtime import log_to
+log_to({log!r}, "job")
+warnings.simplefilter("always")
+warnings.warn("a real problem", UserWarning)
+warnings.warn("`sklearn.utils.parallel.delayed` should be used with `sklearn.utils.parallel."
+              "Parallel` to make it possible to propagate the scikit-learn configuration")
+"""
+
+
+def test_warnings_reach_the_log_except_sklearns_thread_race(tmp_path):
+    log = tmp_path / "job.log"
+    script = WARNINGS.format(package=str(REPO / "workflow"), log=str(log))
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    text = log.read_text()
+    assert "a real problem" in text and "should be used with" not in text

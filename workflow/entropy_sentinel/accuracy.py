@@ -47,12 +47,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
 from scipy import stats
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.parallel import Parallel, delayed  # carries sklearn's config into workers
 from threadpoolctl import threadpool_limits
 
 from .estimators import EntropySentinel, SliceEstimate, minority_count

@@ -25,6 +25,7 @@ def log_to(path: str, name: str, inputs: Iterable | None = None) -> logging.Logg
         force=True,
     )
     logging.captureWarnings(True)
+    logging.getLogger("py.warnings").addFilter(_not_sklearn_thread_race)
     sys.excepthook = _log_uncaught  # the traceback lands in the job's log, not only stderr
     # Snakemake, Slurm (preemption, time limit) and `kill` stop a job with SIGTERM, which would
     # end Python silently: raise instead, so cleanups run and the log says where it stopped.
@@ -32,6 +33,16 @@ def log_to(path: str, name: str, inputs: Iterable | None = None) -> logging.Logg
     if inputs is not None:
         check_inputs(inputs)
     return logging.getLogger(name)
+
+
+# scikit-learn's Parallel resets the process-wide warning filters while its tasks run, so a fit in
+# another thread (accuracy.py refits in threads) can find them empty and then warns, wrongly,
+# that sklearn's delayed lacks sklearn's Parallel, once per fit: thousands of harmless lines.
+_SKLEARN_THREAD_RACE = "`sklearn.utils.parallel.delayed` should be used with"
+
+
+def _not_sklearn_thread_race(record: logging.LogRecord) -> bool:
+    return _SKLEARN_THREAD_RACE not in record.getMessage()
 
 
 class JobInterrupted(KeyboardInterrupt):

@@ -373,7 +373,7 @@ def run_chunk(
     baselines: dict[tuple[str, ...], dict[str, float]] = {}
     parallel = None
     if n_jobs > 1:
-        from joblib import Parallel, delayed
+        from sklearn.utils.parallel import Parallel, delayed
 
         parallel = Parallel(n_jobs=n_jobs, backend="loky")
     for b in range(0, len(groups), batch_groups):
