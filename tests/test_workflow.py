@@ -252,3 +252,63 @@ def test_reordered_keys_and_unread_settings_leave_nothing_to_do(tiny_model, tmp_
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     run_snakemake(workdir, targets={"results/features/tiny/synthetic.parquet"})
     assert stamps == {p: p.stat().st_mtime_ns for p in (workdir / "results").rglob("*.parquet")}
+
+
+@pytest.mark.slow
+def test_sweep_rules_through_the_workflow(tiny_model, tmp_path):
+    """sweep_chunk, sweep_merge and deployments as `snakemake` runs them. A random tiny model
+    answers nothing right, so the features are simulated ones with a known accuracy per domain,
+    in place of a finished run's (upstream files exist and are older: nothing reruns them)."""
+    from entropy_sentinel.benchmarks.synthetic import DOMAINS
+    from entropy_sentinel.features import PROVENANCE_KEY, FeatureSpec
+    from entropy_sentinel.provenance import write_parquet
+    from entropy_sentinel.simulate import synthetic_features
+
+    config = tiny_config(tiny_model)
+    config["sweep"] = {
+        "enabled": True,
+        "classifiers": ["logistic_regression"],
+        "calibrate": [False],
+        "balance": [False],
+        "feature_sets": ["3D"],
+        "max_train_slices": 1,
+        "chunks": 2,
+        "deployments": {"small": ["sum_small", "word_distractors"]},
+    }
+    config["estimator"]["classifier"] = "logistic_regression"  # the quickest evaluate rule
+    workdir = make_workdir(tmp_path, config)
+    planned = snakemake_dry_run(workdir).stdout
+    upstream = [
+        f
+        for line in re.findall(r"^\s+output: (.+)$", planned, re.M)
+        for f in line.split(", ")
+        if f.startswith(STAGES[:4])
+    ]
+    for name in upstream:
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text("")
+        os.utime(workdir / name, (1e9, 1e9))
+    shifts = dict(zip(DOMAINS, (-1.0, -0.5, 0.0, 0.5, 1.0), strict=True))
+    features = synthetic_features(shifts, n_per_slice=60, model="tiny")
+    spec = {PROVENANCE_KEY: FeatureSpec().as_dict(), "generation": {"backend": "simulated"}}
+    write_parquet(features, workdir / "results/features/tiny/synthetic.parquet", spec)
+
+    targets = ["results/sweep/estimators.csv", "results/deployments/tiny/manifest.json"]
+    run = subprocess.run(
+        [str(REPO / ".venv/bin/snakemake"), *targets, "-s", str(REPO / "Snakefile")]
+        + ["--cores", "2", "--rerun-triggers", "mtime"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert not re.search(r"rule (generate|grade|features)\b", run.stdout + run.stderr)
+    estimators = pd.read_csv(workdir / "results/sweep/estimators.csv")
+    assert set(estimators["llm"]) == {"tiny"}
+    assert {"ES", "ATC[max]", "Selected"} <= set(estimators["estimator"])
+    assert estimators["mae"].between(0, 1).all() and estimators["coverage"].between(0, 1).all()
+    sweep = pd.read_csv(workdir / "results/sweep/stem_classifier_evaluation_results.csv")
+    assert len(sweep) and (sweep["llm"] == "tiny").all()
+    manifest = json.loads((workdir / "results/deployments/tiny/manifest.json").read_text())
+    assert {"small", "small-selected"} <= set(json.dumps(manifest).replace('"', " ").split())
