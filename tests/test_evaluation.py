@@ -42,12 +42,26 @@ def test_atc_hand_computed_case():
     src = SourceFit.labelled(frame, y)
     atc = ATCFeature("max").fit_source(src)
     assert atc.sign_ == -1.0
-    # oriented scores -10..-1; 40% quantile (linear) = -10 + 0.4*9 = -6.4
-    assert atc.threshold_ == pytest.approx(-6.4)
+    # oriented scores -10..-1; 6 of 10 right, so the threshold is the 6th highest, -6
+    assert (atc.threshold_.t, atc.threshold_.w) == (-6.0, 1.0)
     # fraction of source at or above the threshold = source accuracy
     assert atc.point(src, frame, None) == pytest.approx(0.6)
-    target = frame.iloc[:4].assign(max=[2.0, 6.0, 7.0, 100.0])  # oriented: two >= -6.4
+    target = frame.iloc[:4].assign(max=[2.0, 6.0, 7.0, 100.0])  # oriented: two >= -6
     assert atc.point(src, target, None) == pytest.approx(0.5)
+
+
+def test_atc_counts_tied_scores_in_part():
+    """Tree-model probabilities tie in blocks: 1 right of 10, all ten scores equal. The tied
+    block counts with weight 0.1, so ATC says 0.1 on the source, not 1 (or 0)."""
+    from entropy_sentinel.accuracy import ATCThreshold
+
+    y = np.arange(10) == 0
+    atc = ATCThreshold.fit(np.full(10, 0.3), y)
+    assert atc.share(np.full(10, 0.3)) == pytest.approx(0.1)
+    assert atc.share(np.array([0.3, 0.3, 0.5, 0.1])) == pytest.approx((0.1 + 0.1 + 1) / 4)
+    scores = np.array([0.1, 0.2, 0.2, 0.2, 0.9])  # 2 right: the top one and one of the ties
+    assert ATCThreshold.fit(scores, np.array([0, 0, 1, 0, 1], bool)).share(scores) == 0.4
+    assert ATCThreshold.fit(scores, np.zeros(5, bool)).share(scores) == 0.0
 
 
 def test_clean_features_drops_and_counts(table):

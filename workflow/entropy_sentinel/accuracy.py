@@ -131,9 +131,27 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def _atc_threshold(score_source: np.ndarray, y_source: np.ndarray) -> float:
-    """ATC threshold: the fraction of source scores below it equals the source error."""
-    return float(np.quantile(score_source, 1.0 - y_source.mean()))
+@dataclass(frozen=True)
+class ATCThreshold:
+    """ATC's threshold on a score: the share of rows above it estimates accuracy. Rows that tie
+    at the threshold count with weight ``w``, chosen so the source's share equals its accuracy
+    exactly. Without it, a score with many ties (tree-model probabilities, a few labels) puts a
+    whole tied block on one side: estimates of 0 or 1 where the truth is 0.1."""
+
+    t: float
+    w: float
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, y: np.ndarray) -> ATCThreshold:
+        k = float(np.mean(y)) * len(scores)  # rows the source's share must count
+        if k <= 0:
+            return cls(math.inf, 0.0)
+        t = float(np.sort(scores)[::-1][math.ceil(k - 1e-9) - 1])  # the ceil(k)-th highest
+        above, at = np.sum(scores > t), np.sum(scores == t)
+        return cls(t, float((k - above) / at))
+
+    def share(self, scores: np.ndarray) -> float:
+        return float(np.mean(scores > self.t) + self.w * np.mean(scores == self.t))
 
 
 # ---------------------------------------------------------------- the estimators
@@ -191,11 +209,11 @@ class ATCOnP(SliceEstimator):
     name = "ATC[ES p]"
 
     def fit_source(self, src):
-        self.threshold_ = _atc_threshold(src.p_oof, src.y)
+        self.threshold_ = ATCThreshold.fit(src.p_oof, src.y)
         return self
 
     def point(self, src, X, p):
-        return float(np.mean(p >= self.threshold_))
+        return self.threshold_.share(p)
 
 
 class ATCFeature(SliceEstimator):
@@ -212,11 +230,11 @@ class ATCFeature(SliceEstimator):
         self.sign_ = (
             1.0 if (ok.mean() if ok.size else 0) >= (bad.mean() if bad.size else 0) else -1.0
         )
-        self.threshold_ = _atc_threshold(self.sign_ * x, src.y)
+        self.threshold_ = ATCThreshold.fit(self.sign_ * x, src.y)
         return self
 
     def point(self, src, X, p):
-        return float(np.mean(self.sign_ * X[self.feature].to_numpy(float) >= self.threshold_))
+        return self.threshold_.share(self.sign_ * X[self.feature].to_numpy(float))
 
 
 class ImportanceWeightedES(SliceEstimator):
@@ -238,11 +256,11 @@ class ImportanceWeightedES(SliceEstimator):
         return float(platt.predict_proba(_logit(p)[:, None])[:, 1].mean())
 
 
-def slice_descriptors(X: np.ndarray, p: np.ndarray, atc_threshold: float) -> np.ndarray:
+def slice_descriptors(X: np.ndarray, p: np.ndarray, atc: ATCThreshold) -> np.ndarray:
     """What the meta-model sees of a slice: moments and quantiles of p, the ATC fraction, and
     the mean of the standardised features (rows are already standardised)."""
     q = np.quantile(p, [0.1, 0.5, 0.9])
-    return np.r_[p.mean(), (p**2).mean(), q, (p >= atc_threshold).mean(), X.mean(axis=0)]
+    return np.r_[p.mean(), (p**2).mean(), q, atc.share(p), X.mean(axis=0)]
 
 
 class MetaModel(SliceEstimator):
@@ -261,7 +279,7 @@ class MetaModel(SliceEstimator):
         rng = np.random.default_rng(self.seed)
         self.scaler_ = StandardScaler().fit(src.X)
         Z = self.scaler_.transform(src.X)
-        self.threshold_ = _atc_threshold(src.p_oof, src.y)
+        self.threshold_ = ATCThreshold.fit(src.p_oof, src.y)
         n = len(src.y)
         rows, target = [], []
         for _ in range(self.n_slices):
