@@ -34,14 +34,11 @@ def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPla
     return WorkflowPlan(config)
 
 
-def is_registry_gpqa(name: str, settings: dict) -> bool:
-    return settings["source"] == "registry" and settings.get("name", name) == "gpqa"
-
-
 def check_gradable(name: str, settings: dict, grading: dict) -> None:
     """Open-ended GPQA has free-text answers only a judge can grade: without one every row
     would be dropped as ungraded."""
-    open_answers = is_registry_gpqa(name, settings) and settings.get("gpqa_mode") == "open"
+    is_gpqa = settings["source"] == "registry" and settings.get("name", name) == "gpqa"
+    open_answers = is_gpqa and settings.get("gpqa_mode") == "open"
     if open_answers and not grading.get("judge", {}).get("enabled"):
         raise ConfigError(
             f"benchmarks.{name}.gpqa_mode: open answers need the LLM judge, and "
@@ -151,15 +148,6 @@ class WorkflowPlan:
                 raise ConfigError(
                     f"{key}.domains: unknown domains {unknown}; known: {sorted(DOMAINS)}"
                 )
-
-    def loader_settings(self, benchmark: str) -> dict:
-        """The part of a benchmark's entry that its loader reads (rule prepare_benchmark's
-        params), so a change to any other key, or to its schema default, rebuilds nothing."""
-        settings = self.config["benchmarks"][benchmark]
-        ignored = {"prompt", "expected_items"}  # read by generation and by the plan
-        if not is_registry_gpqa(benchmark, settings):
-            ignored.add("gpqa_mode")
-        return {key: value for key, value in settings.items() if key not in ignored}
 
     def _check_estimator(self) -> None:
         estimator = self.config["estimator"]

@@ -14,7 +14,7 @@ rule prepare_benchmark:
     conda:
         "../../envs/data.yaml"
     params:
-        settings=lambda wc: PLAN.loader_settings(wc.benchmark),
+        settings=lambda wc: config["benchmarks"][wc.benchmark],
         split=config["split"],
     script:
         "../scripts/prepare_benchmark.py"
