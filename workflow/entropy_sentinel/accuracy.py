@@ -41,13 +41,14 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import StratifiedKFold
@@ -73,6 +74,9 @@ class SourceFit:
     X: np.ndarray  # source rows x FEATURE_NAMES
     y: np.ndarray  # bool
     p_oof: np.ndarray | None  # out-of-fold p(correct) of the source rows
+    fold_models: list = field(default_factory=list)  # the models behind p_oof
+    calibrator: Callable[[np.ndarray], np.ndarray] | None = None  # their scores -> p_oof
+    _scored: tuple = field(default=(None, None), repr=False)  # the last target, its fold scores
 
     @classmethod
     def fit(
@@ -91,16 +95,34 @@ class SourceFit:
         es = EntropySentinel(**design, params=params).fit(
             X, y, allow_degenerate=True, feature_spec=feature_spec, provenance=provenance
         )
-        score = np.full(len(y), y.mean())
+        score, parts, calibrator = np.full(len(y), y.mean()), [], None
         if es.degenerate_ is None:
             fixed = EntropySentinel(**{**design, "calibrate": False}, params=es.best_params_)
             folds = StratifiedKFold(min(3, minority_count(y)), shuffle=True, random_state=es.seed)
             for fit_rows, held in folds.split(X, y):
-                part = fixed.fit(X.iloc[fit_rows], y[fit_rows], allow_degenerate=True)
-                score[held] = part.p_correct(X.iloc[held])
-        if es.calibrate and es.degenerate_ is None:
-            score = _calibrate_scores(score, y, es.calibration)
-        return cls(es, X.loc[:, list(FEATURE_NAMES)].to_numpy(float), y, score)
+                parts.append(clone(fixed).fit(X.iloc[fit_rows], y[fit_rows], allow_degenerate=True))
+                score[held] = parts[-1].p_correct(X.iloc[held])
+            if es.calibrate:
+                calibrator = _fit_calibration(score, y, es.calibration)
+                score = calibrator(score)
+        features = X.loc[:, list(FEATURE_NAMES)].to_numpy(float)
+        return cls(es, features, y, score, parts, calibrator)
+
+    def fold_scores(self, X: pd.DataFrame) -> list[np.ndarray]:
+        """Target rows scored as ``p_oof`` scored the source rows: by each fold model, through
+        the same calibration; one array per fold model. What was fitted on ``p_oof`` (ATC's
+        threshold, the meta-model, IW-ES's recalibration) must see scores of that kind: the
+        deployed classifier's p averages several models, so it spreads less."""
+        if self._scored[0] is X:
+            return self._scored[1]
+        if not self.fold_models:
+            scores = [np.full(len(X), self.accuracy)]
+        else:
+            scores = [part.p_correct(X) for part in self.fold_models]
+            if self.calibrator is not None:
+                scores = [self.calibrator(s) for s in scores]
+        self._scored = (X, scores)
+        return scores
 
     @classmethod
     def labelled(cls, X: pd.DataFrame, y) -> SourceFit:
@@ -112,12 +134,14 @@ class SourceFit:
         return float(self.y.mean())
 
 
-def _calibrate_scores(score: np.ndarray, y: np.ndarray, method: str) -> np.ndarray:
+def _fit_calibration(score: np.ndarray, y: np.ndarray, method: str):
+    """The design's calibration fitted on out-of-fold scores, as a function of scores."""
     if method == "isotonic":
         from sklearn.isotonic import IsotonicRegression
 
-        return IsotonicRegression(out_of_bounds="clip").fit(score, y).predict(score)
-    return _platt(score, y).predict_proba(_logit(score)[:, None])[:, 1]
+        return IsotonicRegression(out_of_bounds="clip").fit(score, y).predict
+    platt = _platt(score, y)
+    return lambda s: platt.predict_proba(_logit(s)[:, None])[:, 1]
 
 
 def _platt(score: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None):
@@ -202,7 +226,8 @@ class DoC(SliceEstimator):
     name = "DoC"
 
     def point(self, src, X, p):
-        return src.accuracy + float(p.mean() - src.p_oof.mean())
+        shift = np.mean([s.mean() for s in src.fold_scores(X)]) - src.p_oof.mean()
+        return src.accuracy + float(shift)
 
 
 class ATCOnP(SliceEstimator):
@@ -213,7 +238,7 @@ class ATCOnP(SliceEstimator):
         return self
 
     def point(self, src, X, p):
-        return self.threshold_.share(p)
+        return float(np.mean([self.threshold_.share(s) for s in src.fold_scores(X)]))
 
 
 class ATCFeature(SliceEstimator):
@@ -253,7 +278,9 @@ class ImportanceWeightedES(SliceEstimator):
         pt = domain.predict_proba(scaler.transform(src.X))[:, 1]
         w = np.clip(pt / (1 - pt) * len(src.X) / len(Xt), 0.05, 20.0)
         platt = _platt(src.p_oof, src.y, weight=w)
-        return float(platt.predict_proba(_logit(p)[:, None])[:, 1].mean())
+        return float(
+            np.mean([platt.predict_proba(_logit(s)[:, None])[:, 1] for s in src.fold_scores(X)])
+        )
 
 
 def slice_descriptors(X: np.ndarray, p: np.ndarray, atc: ATCThreshold) -> np.ndarray:
@@ -295,7 +322,8 @@ class MetaModel(SliceEstimator):
 
     def point(self, src, X, p):
         Z = self.scaler_.transform(X.loc[:, list(FEATURE_NAMES)].to_numpy(float))
-        return float(self.model_.predict(slice_descriptors(Z, p, self.threshold_)[None])[0])
+        rows = [slice_descriptors(Z, s, self.threshold_) for s in src.fold_scores(X)]
+        return float(self.model_.predict(np.array(rows)).mean())
 
 
 class TrainAccuracy(SliceEstimator):
