@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -92,6 +93,8 @@ def test_export_writes_a_compact_study(tmp_path):
     config = {"benchmarks": {"a": {}, "b": {}}, "generation": {"settings": {}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     for name in ("a", "b"):
+        end = 1e9 + (0 if name == "a" else 10)  # the jobs overlap: a 0-20 s, b 10-30 s
+        written_at = datetime.fromtimestamp(end, timezone.utc).isoformat()
         gen = [dict.fromkeys(GENERATION_COLUMNS) for _ in range(4)]
         for n, row in enumerate(gen):
             row.update(item_id=f"{name}{n}", response="x", n_tokens=10, finish_reason="stop")
@@ -99,7 +102,7 @@ def test_export_writes_a_compact_study(tmp_path):
         write_parquet(
             pd.DataFrame(gen),
             tmp_path / f"results/generations/m/{name}/shard-0.parquet",
-            {"backend": "openai"},
+            {"backend": "openai", "written_at": written_at},
         )
         ids = [f"{name}{n}" for n in range(4)]
         grades = pd.DataFrame({"item_id": ids, "correct": [True, False, None, True]})
@@ -110,9 +113,11 @@ def test_export_writes_a_compact_study(tmp_path):
         write_parquet(feats, tmp_path / f"results/features/m/{name}.parquet")
         tsv = tmp_path / f"benchmarks/generate/m/{name}/shard-0.tsv"
         tsv.parent.mkdir(parents=True)
-        tsv.write_text("s\th:m:s\n20.0\t0:00:20\n")
-        end = 1e9 + (0 if name == "a" else 10)  # the jobs overlap: a 0-20 s, b 10-30 s
-        os.utime(tsv, (end, end))
+        tsv.write_text("s\th:m:s\n20.0\t0:00:20\n")  # its mtime (now) is not its end
+    # a shard redone an hour later, without its output: its benchmark file's mtime is its end
+    redone = tmp_path / "benchmarks/generate/m/b/shard-1.tsv"
+    redone.write_text("s\th:m:s\n5.0\t0:00:05\n")
+    os.utime(redone, (1e9 + 3600, 1e9 + 3600))
     evaluation = tmp_path / "results/evaluation/m"
     evaluation.mkdir(parents=True)
     for file in ("estimators.csv", "slices.csv", "metrics.json", "study.csv"):
@@ -132,6 +137,6 @@ def test_export_writes_a_compact_study(tmp_path):
     provenance = json.loads((out / "provenance.json").read_text())
     assert provenance["generation_time"]["tokens"] == 80
     timing = provenance["generation_time"]
-    assert timing["job_seconds"] == 40 and timing["wall_seconds"] == 30
-    assert timing["tokens_per_second"] == round(80 / 30, 2)  # over the wall clock
+    assert timing["job_seconds"] == 45 and timing["wall_seconds"] == 35
+    assert timing["tokens_per_second"] == round(80 / 35, 2)  # over time spent generating
     assert "weights_dir" not in provenance["model_file"]  # no machine paths

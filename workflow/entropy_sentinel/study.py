@@ -20,7 +20,9 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import shutil
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +79,9 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
         grades.append(pd.read_parquet(root / f"results/grades/{model}/{name}.parquet"))
         grades[-1].insert(1, "benchmark", name)
         features.append(pd.read_parquet(root / f"results/features/{model}/{name}.parquet"))
-        jobs = [root / f"benchmarks/generate/{model}/{name}"]
+        jobs = [(root / f"benchmarks/generate/{model}/{name}", folder)]
         if retries:
-            jobs.append(root / f"benchmarks/regenerate_truncated/{model}/{name}")
+            jobs.append((root / f"benchmarks/regenerate_truncated/{model}/{name}", folder))
         timing[name] = _job_seconds(jobs, pd.concat(first + again))
     write_parquet(pd.concat(features, ignore_index=True), out / "features.parquet")
     write_parquet(pd.concat(grades, ignore_index=True), out / "grades.parquet")
@@ -89,8 +91,9 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
     manifest = json.loads((root / f"resources/models/{model}/manifest.json").read_text())
     tokens = sum(t["tokens"] for t in timing.values())
     seconds = sum(t["seconds"] for t in timing.values())
-    # jobs overlap (several shards share one server): throughput is over the wall-clock span
-    wall = max(t.pop("end") for t in timing.values()) - min(t.pop("start") for t in timing.values())
+    # jobs overlap (shards share the servers) and may run apart (a shard redone later):
+    # throughput is over the time at least one generation job ran
+    wall = _covered_seconds([span for t in timing.values() for span in t.pop("spans")])
     provenance = {
         "model": model,
         "config": config,
@@ -113,23 +116,32 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
     return provenance
 
 
-def _job_seconds(folders: list[Path], rows: pd.DataFrame) -> dict:
-    """Wall seconds of the generation jobs (Snakemake's benchmark: files, first runs and
-    retries of truncated items), when they started and ended (a benchmark file is written as
-    its job ends), and every token they made."""
-    seconds, starts, ends = 0.0, [], []
-    for tsv in sorted(t for folder in folders for t in folder.glob("*.tsv")):
-        with tsv.open() as handle:
-            job = sum(float(r["s"]) for r in csv.DictReader(handle, delimiter="\t"))
-        seconds += job
-        ends.append(tsv.stat().st_mtime)
-        starts.append(ends[-1] - job)
-    return {
-        "seconds": round(seconds, 1),
-        "tokens": int(rows["n_tokens"].fillna(0).sum()),
-        "start": min(starts),
-        "end": max(ends),
-    }
+def _job_seconds(jobs: list[tuple[Path, Path]], rows: pd.DataFrame) -> dict:
+    """Wall seconds of the generation jobs (Snakemake's benchmark: files in the first folder
+    of each pair, first runs and retries of truncated items), each job's (start, end), and every
+    token they made. A job ends when its output (same stem, second folder) was written, by its
+    provenance; the benchmark file's mtime stands in only without one (`--touch` moves it)."""
+    seconds, spans = 0.0, []
+    for tsv_folder, output_folder in jobs:
+        for tsv in sorted(tsv_folder.glob("*.tsv")):
+            with tsv.open() as handle:
+                job = sum(float(r["s"]) for r in csv.DictReader(handle, delimiter="\t"))
+            output = output_folder / f"{tsv.stem}.parquet"
+            written = read_provenance(output).get("written_at") if output.exists() else None
+            end = datetime.fromisoformat(written).timestamp() if written else tsv.stat().st_mtime
+            seconds += job
+            spans.append((end - job, end))
+    tokens = int(rows["n_tokens"].fillna(0).sum())
+    return {"seconds": round(seconds, 1), "tokens": tokens, "spans": spans}
+
+
+def _covered_seconds(spans: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of (start, end) spans."""
+    total, reach = 0.0, -math.inf
+    for start, end in sorted(spans):
+        total += max(0.0, end - max(start, reach))
+        reach = max(reach, end)
+    return total
 
 
 # ---------------------------------------------------------------- the README tables
