@@ -134,6 +134,7 @@ def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
     from entropy_sentinel.evaluation import composition_study
     from entropy_sentinel.grading import grade_table
     from entropy_sentinel.plan import plan_workflow
+    from entropy_sentinel.provenance import write_json
 
     config = yaml.safe_load(Path(config_path).read_text())
     plan_workflow(config)
@@ -160,8 +161,45 @@ def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
     )
     table.to_csv(out / "estimators.csv", index=False)
     long.to_csv(out / "study.csv", index=False)
-    shutil.copyfile(fetched / "provenance.json", out / "provenance.json")
+    write_json(
+        study_provenance(json.loads((fetched / "provenance.json").read_text()), config),
+        out / "provenance.json",
+    )
     print(f"wrote {out}")
+
+
+def study_provenance(generated: dict, config: dict) -> dict:
+    """The GPU run's provenance in the shape `entropy_sentinel.study` exports and renders."""
+    from entropy_sentinel.provenance import library_versions, now
+
+    timing = generated["generation_time"]
+    tokens = sum(t["tokens"] for t in timing.values())
+    seconds = sum(t["seconds"] for t in timing.values())  # one process, benchmark by benchmark
+    model = generated["model"]
+    generation = {
+        **config["generation"],
+        "backend": "transformers",
+        "settings": generated["settings"],
+    }
+    return {
+        "model": model["name"],
+        "config": {**config, "generation": generation},
+        "model_file": {
+            "source": "pypi_chunks",
+            "spec": config["models"][model["name"]],
+            "gguf_sha256": model["sha256"],
+        },
+        "generation": generated["backend"],
+        "generation_time": {
+            "per_benchmark": timing,
+            "tokens": tokens,
+            "job_seconds": seconds,
+            "wall_seconds": generated["wall_s"],  # with the GGUF's assembly and conversion
+            "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
+        },
+        "exported_at": now(),
+        "versions": library_versions(),
+    }
 
 
 def main() -> None:

@@ -140,3 +140,51 @@ def test_export_writes_a_compact_study(tmp_path):
     assert timing["job_seconds"] == 45 and timing["wall_seconds"] == 35
     assert timing["tokens_per_second"] == round(80 / 35, 2)  # over time spent generating
     assert "weights_dir" not in provenance["model_file"]  # no machine paths
+
+
+def test_gpu_study_finish_renders_like_the_cpu_study(tmp_path):
+    """`bench/gpu_study.py finish` on what the GPU step brings back, then the README renderer on
+    its output. The fetched folder is made here: the GPU step itself needs the lent machine."""
+    prepared, fetched, out = tmp_path / "prepared", tmp_path / "fetched", tmp_path / "study"
+    (prepared / "benchmarks").mkdir(parents=True)
+    fetched.mkdir()
+    rng = np.random.default_rng(0)
+    responses, features = [], []
+    for bench in ("gsm8k", "svamp"):
+        ids = [f"{bench}-{i}" for i in range(12)]
+        items = pd.DataFrame({"item_id": ids, "benchmark": bench, "question": "q"})
+        items = items.assign(reference=[str(i) for i in range(12)], answer_type="integer")
+        items.assign(domain=bench, metadata="{}").to_parquet(
+            prepared / "benchmarks" / f"{bench}.parquet"
+        )
+        for i, item in enumerate(ids):
+            answer = i + 1 if i % 3 == 0 else i  # a third wrong
+            responses.append(
+                {"benchmark": bench, "item_id": item, "n_tokens": 10, "finish_reason": "stop"}
+                | {"error": None, "response": f"so #### {answer}"}
+            )
+            features.append(
+                {"item_id": item, "benchmark": bench} | {f: rng.random() for f in FEATURE_NAMES}
+            )
+    pd.DataFrame(responses).to_parquet(fetched / "responses.parquet")
+    pd.DataFrame(features).to_parquet(fetched / "features.parquet")
+    timing = {"seconds": 2.0, "tokens": 120}
+    generated = {
+        "model": {"name": "qwen05b", "file": "m.gguf", "sha256": "ab" * 32},
+        "settings": {"max_new_tokens": 8, "temperature": 0.5, "top_k_logprobs": 20, "seed": 42},
+        "backend": {"backend": "transformers", "device": "cuda"},
+        "generation_time": {"gsm8k": timing, "svamp": timing},
+        "wall_s": 9.0,
+    }
+    (fetched / "provenance.json").write_text(json.dumps(generated))
+    subprocess.run(
+        [sys.executable, "bench/gpu_study.py", "finish", "--prepared", str(prepared)]
+        + ["--fetched", str(fetched), "--out", str(out)],
+        cwd=REPO,
+        check=True,
+        timeout=300,
+    )
+    assert pd.read_parquet(out / "grades.parquet")["correct"].sum() == 16  # 8 of 12 each
+    markdown = results_markdown(out)
+    assert "| gsm8k | 12 | 0.667 | 0 | 0 |" in markdown
+    assert "240 tokens" in markdown and "60.0 tok/s" in markdown  # 240 tokens in 4 s

@@ -246,13 +246,18 @@ def results_markdown(study: str | Path) -> str:
             lo_hi = paper.get(name)
             cells += [_f(a[name]), f"{lo_hi[0]:.2f}–{lo_hi[1]:.2f}" if lo_hi else ""]
         lines.append(f"| {feature} | " + " | ".join(cells) + " |")
-    estimators = pd.read_csv(study / "estimators.csv").to_dict(orient="records")
+    table = study / "estimators.csv"
+    estimators = pd.read_csv(table).to_dict("records") if table.stat().st_size > 1 else []
     lines += [
         "",
         "Label-free accuracy estimates on held-out benchmarks (`estimators.csv` of rule "
         "evaluate: every composition of training benchmarks, scored on the others):",
         "",
-        *estimator_table(estimators),
+        *(
+            estimator_table(estimators)
+            if estimators
+            else ["No composition of training benchmarks had two right and two wrong answers."]
+        ),
     ]
     return "\n".join(lines) + "\n"
 
