@@ -154,3 +154,38 @@ def test_a_torn_chunk_loses_only_its_items(bench, tmp_path, caplog):
     assert set(second.seen) & torn_items == torn_items and len(second.seen) == 13 + len(torn_items)
     assert len(pd.read_parquet(out)) == 20
     assert f"{chunks[0]} is unreadable" in caplog.text
+
+
+def test_parts_made_with_other_settings_are_generated_again(bench, tmp_path, caplog):
+    """A job killed, the config edited, the job rerun: no row of the old settings survives."""
+    out = tmp_path / "shard-0.parquet"
+    old = {"generation_settings": {"temperature": 0.5}}
+    with pytest.raises(RuntimeError, match="killed"):
+        run_shard(
+            backend=FakeBackend(fail_after=7),
+            benchmark=bench,
+            output=out,
+            provenance=old,
+            shard=0,
+            n_shards=1,
+            shard_size=20,
+            chunk_size=3,
+            prompt_style="raw",
+        )
+    again = FakeBackend()
+    new = {"generation_settings": {"temperature": 1.0}}
+    with caplog.at_level("WARNING"):
+        run_shard(
+            backend=again,
+            benchmark=bench,
+            output=out,
+            provenance=new,
+            shard=0,
+            n_shards=1,
+            shard_size=20,
+            chunk_size=3,
+            prompt_style="raw",
+        )
+    assert len(again.seen) == 20  # nothing reused
+    assert "made with other generation_settings" in caplog.text
+    assert read_provenance(out)["generation_settings"] == {"temperature": 1.0}

@@ -4,7 +4,8 @@ Finished items are committed in chunks, each chunk an atomically written Parquet
 file + rename) in a ``.parts`` folder beside the shard. A rerun reads the parts, skips the items
 already done and generates only the rest, so a killed job loses at most the chunk in flight and
 never leaves a torn or duplicated row. When every item is done the parts are merged into the
-shard file (also written atomically) and removed.
+shard file (also written atomically) and removed. Parts made with other settings (a killed job,
+then an edited config) are discarded, not mixed in: the parts folder records what made them.
 
 Truncated items (``finish_reason == "length"``) are kept and flagged; ``run_retry`` regenerates
 just those with a larger budget into a separate file keyed by ``item_id``.
@@ -12,6 +13,7 @@ just those with a larger budget into a separate file keyed by ``item_id``.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -185,6 +187,7 @@ def run_items(
     output = Path(output)
     parts = parts_dir(output)
     parts.mkdir(parents=True, exist_ok=True)
+    _discard_stale_parts(parts, metadata, prompt_style)
     files = _part_files(parts)
     done = completed_parts(parts)
     done = done[done["error"].isna()]  # error rows are retried: the cause may be transient
@@ -222,6 +225,34 @@ def run_items(
     write_parquet(rows[list(GENERATION_COLUMNS)], output, full)
     shutil.rmtree(parts)
     return rows
+
+
+# What makes a committed row: parts made under other values are generated again.
+_RESUME_KEYS = ("model", "model_revision", "backend", "generation_settings", "dataset_fingerprint")
+
+
+def _discard_stale_parts(parts: Path, metadata: dict, prompt_style: str) -> None:
+    """Keep ``parts`` only if they were made with these settings; record the settings."""
+    made_by = parts / "made_by.json"
+    key = {k: metadata.get(k) for k in _RESUME_KEYS} | {"prompt_style": prompt_style}
+    key = json.loads(json.dumps(key, sort_keys=True, default=str))
+    before = json.loads(made_by.read_text()) if made_by.exists() else None
+    files = _part_files(parts)
+    if files and before != key:
+        changed = sorted(k for k in key if (before or {}).get(k) != key[k])
+        log.warning(
+            "%s: %d committed chunks were made with other %s; they are discarded and their "
+            "items generated again",
+            parts,
+            len(files),
+            ", ".join(changed),
+        )
+        for file in files:
+            file.unlink()
+    if before != key:
+        tmp = made_by.with_suffix(".tmp")
+        tmp.write_text(json.dumps(key, sort_keys=True))
+        tmp.replace(made_by)
 
 
 def _commit(rows: list[dict], path: Path) -> None:
