@@ -12,8 +12,8 @@ CONFIG="${1:-config/cpu-study.yaml}"
 STUDY_DIR="${2:-data/studies/cpu-qwen05b}"
 PY=.venv/bin/python
 # Generation jobs only wait on the servers, so two run at once (one thread each; gpu=2 lifts the
-# workflow profile's one generation job at a time) and the second
-# shard fills the slots the first one's last long answers leave idle.
+# workflow profile's one at a time): the second fills the slots the first one's last long
+# answers leave idle.
 SMK=(nice -n 10 .venv/bin/snakemake --set-threads generate=1 regenerate_truncated=1
   --resources gpu=2 --configfile "$CONFIG" --cores "${CORES:-2}")
 read -r MODEL PORT < <("$PY" - "$CONFIG" <<'PY'
