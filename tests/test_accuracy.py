@@ -107,6 +107,14 @@ def test_single_estimator_fit_and_estimate(shifted):
     e = est.estimate(target)
     assert e.low <= e.point <= e.high and "not trained on" in e.covers
     assert abs(e.point - target["correct"].mean()) < 0.25
+    assert "training slice" in e.covers and "may shift further" not in e.covers  # 10 slices
+
+
+def test_pseudo_slice_intervals_say_what_they_miss():
+    interval = acc.SliceInterval.from_residuals(
+        [0.05, -0.02, 0.04, -0.06, 0.01], [0.5] * 5, [40] * 5, 0.9, "pseudo-slice (k-means)"
+    )
+    assert "may shift further" in interval.covers and "10 or more slices" in interval.covers
 
 
 def test_composition_study_scores_only_held_out_slices(shifted):
