@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
@@ -189,3 +191,31 @@ def test_parts_made_with_other_settings_are_generated_again(bench, tmp_path, cap
     assert len(again.seen) == 20  # nothing reused
     assert "made with other generation_settings" in caplog.text
     assert read_provenance(out)["generation_settings"] == {"temperature": 1.0}
+
+
+def test_a_deleted_shard_made_the_same_way_is_linked_back_not_generated(bench, tmp_path):
+    """Snakemake deletes a job's output before rerunning it (an upstream table rebuilt with the
+    same content, say): the finished generation comes back from .store, nothing is generated."""
+    out = tmp_path / "shard-0.parquet"
+    first = _shard(FakeBackend(), bench, out)
+    out.unlink()
+    again = FakeBackend()
+    pd.testing.assert_frame_equal(_shard(again, bench, out), first)
+    assert (
+        again.seen == [] and pd.read_parquet(out)["item_id"].tolist() == first["item_id"].tolist()
+    )
+    out.unlink()  # other settings: generated again, and the store keeps only the newest
+    other = FakeBackend()
+    run_shard(
+        backend=other,
+        benchmark=bench,
+        output=out,
+        provenance={"generation_settings": {"t": 1}},
+        shard=0,
+        n_shards=1,
+        shard_size=20,
+        chunk_size=3,
+        prompt_style="raw",
+    )
+    assert len(other.seen) == 20 and len(list((tmp_path / ".store").iterdir())) == 1
+    assert os.path.samefile(out, next((tmp_path / ".store").iterdir()))  # a link: no extra disk

@@ -7,15 +7,23 @@ never leaves a torn or duplicated row. When every item is done the parts are mer
 shard file (also written atomically) and removed. Parts made with other settings (a killed job,
 then an edited config) are discarded, not mixed in: the parts folder records what made them.
 
+A finished shard is also hard-linked into ``.store/`` beside it, under a digest of what made it
+(model, backend, settings, data fingerprint, prompt style, item ids). Snakemake deletes a job's
+output before rerunning it, so an upstream rerun that changes nothing that matters (a benchmark
+table rebuilt with the same content) would otherwise throw the generation away; with the store
+it is linked back instead of generated again. The store holds one entry per shard: no extra disk.
+
 Truncated items (``finish_reason == "length"``) are kept and flagged; ``run_retry`` regenerates
 just those with a larger budget into a separate file keyed by ``item_id``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
+import os
 import re
 import shutil
 import time
@@ -185,9 +193,13 @@ def run_items(
 ) -> pd.DataFrame:
     """Generate ``items`` not yet committed in ``output``'s parts, then write ``output``."""
     output = Path(output)
+    made_by = _made_by(metadata, prompt_style)
+    stored = _stored_path(output, made_by, items["item_id"])
+    if _reuse(stored, output):
+        return pd.read_parquet(output)
     parts = parts_dir(output)
     parts.mkdir(parents=True, exist_ok=True)
-    _discard_stale_parts(parts, metadata, prompt_style)
+    _discard_stale_parts(parts, made_by)
     files = _part_files(parts)
     done = completed_parts(parts)
     done = done[done["error"].isna()]  # error rows are retried: the cause may be transient
@@ -224,6 +236,7 @@ def run_items(
     full = {**metadata, "versions": library_versions(), "written_at": now()}
     write_parquet(rows[list(GENERATION_COLUMNS)], output, full)
     shutil.rmtree(parts)
+    _store(output, stored)
     return rows
 
 
@@ -231,11 +244,48 @@ def run_items(
 _RESUME_KEYS = ("model", "model_revision", "backend", "generation_settings", "dataset_fingerprint")
 
 
-def _discard_stale_parts(parts: Path, metadata: dict, prompt_style: str) -> None:
-    """Keep ``parts`` only if they were made with these settings; record the settings."""
-    made_by = parts / "made_by.json"
+def _made_by(metadata: dict, prompt_style: str) -> dict:
     key = {k: metadata.get(k) for k in _RESUME_KEYS} | {"prompt_style": prompt_style}
-    key = json.loads(json.dumps(key, sort_keys=True, default=str))
+    return json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
+def _stored_path(output: Path, made_by: dict, item_ids) -> Path:
+    text = json.dumps({**made_by, "items": sorted(map(str, item_ids))}, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return output.parent / ".store" / f"{output.stem}-{digest}.parquet"
+
+
+def _reuse(stored: Path, output: Path) -> bool:
+    """Link a finished generation made the same way back to ``output``, if the store has one."""
+    if not stored.exists():
+        return False
+    try:
+        check_file(stored)
+    except CorruptInputError as error:
+        log.warning("%s; generating again", error)
+        stored.unlink()
+        return False
+    output.unlink(missing_ok=True)
+    os.link(stored, output)
+    os.utime(output)  # now newer than its inputs, as if just written: no rerun loop
+    log.info("%s: reused %s (same model, settings, data and items)", output, stored)
+    return True
+
+
+def _store(output: Path, stored: Path) -> None:
+    """Hard-link ``output`` into the store, replacing this shard's older entries."""
+    stored.parent.mkdir(exist_ok=True)
+    for old in stored.parent.glob(f"{output.stem}-*.parquet"):
+        old.unlink()
+    try:
+        os.link(output, stored)
+    except OSError as error:  # a file system without hard links: no store, nothing lost
+        log.warning("%s: not kept in %s (%s)", output, stored.parent, error)
+
+
+def _discard_stale_parts(parts: Path, key: dict) -> None:
+    """Keep ``parts`` only if they were made as ``key`` says; record it."""
+    made_by = parts / "made_by.json"
     before = json.loads(made_by.read_text()) if made_by.exists() else None
     files = _part_files(parts)
     if files and before != key:
