@@ -162,44 +162,33 @@ def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
     table.to_csv(out / "estimators.csv", index=False)
     long.to_csv(out / "study.csv", index=False)
     write_json(
-        study_provenance(json.loads((fetched / "provenance.json").read_text()), config),
+        gpu_study_provenance(json.loads((fetched / "provenance.json").read_text()), config),
         out / "provenance.json",
     )
     print(f"wrote {out}")
 
 
-def study_provenance(generated: dict, config: dict) -> dict:
+def gpu_study_provenance(generated: dict, config: dict) -> dict:
     """The GPU run's provenance in the shape `entropy_sentinel.study` exports and renders."""
-    from entropy_sentinel.provenance import library_versions, now
+    from entropy_sentinel.study import study_provenance
 
     timing = generated["generation_time"]
-    tokens = sum(t["tokens"] for t in timing.values())
-    seconds = sum(t["seconds"] for t in timing.values())  # one process, benchmark by benchmark
     model = generated["model"]
-    generation = {
-        **config["generation"],
-        "backend": "transformers",
-        "settings": generated["settings"],
-    }
-    return {
-        "model": model["name"],
-        "config": {**config, "generation": generation},
-        "model_file": {
+    generation = {**config["generation"], "backend": "transformers"}
+    return study_provenance(
+        model["name"],
+        {**config, "generation": {**generation, "settings": generated["settings"]}},
+        {
             "source": "pypi_chunks",
             "spec": config["models"][model["name"]],
             "gguf_sha256": model["sha256"],
         },
-        "generation": generated["backend"],
-        "generation_time": {
-            "per_benchmark": timing,
-            "tokens": tokens,
-            "job_seconds": seconds,
-            "wall_seconds": generated["wall_s"],  # with the GGUF's assembly and conversion
-            "tokens_per_second": round(tokens / seconds, 2) if seconds else None,
-        },
-        "exported_at": now(),
-        "versions": library_versions(),
-    }
+        generated["backend"],
+        timing,
+        # one process, benchmark by benchmark; the wall clock adds the GGUF's conversion
+        generating_seconds=sum(t["seconds"] for t in timing.values()),
+        wall_seconds=generated["wall_s"],
+    )
 
 
 def main() -> None:

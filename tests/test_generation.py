@@ -59,9 +59,8 @@ def bench():
 
 def _shard(backend, bench, out, **kw):
     args = dict(shard=0, n_shards=1, shard_size=20, chunk_size=3, prompt_style="raw")
-    return run_shard(
-        backend=backend, benchmark=bench, output=out, provenance={"p": 1}, **{**args, **kw}
-    )
+    args["provenance"] = {"p": 1}
+    return run_shard(backend=backend, benchmark=bench, output=out, **{**args, **kw})
 
 
 def test_shard_written_in_item_order_with_provenance(bench, tmp_path):
@@ -163,31 +162,11 @@ def test_parts_made_with_other_settings_are_generated_again(bench, tmp_path, cap
     out = tmp_path / "shard-0.parquet"
     old = {"generation_settings": {"temperature": 0.5}}
     with pytest.raises(RuntimeError, match="killed"):
-        run_shard(
-            backend=FakeBackend(fail_after=7),
-            benchmark=bench,
-            output=out,
-            provenance=old,
-            shard=0,
-            n_shards=1,
-            shard_size=20,
-            chunk_size=3,
-            prompt_style="raw",
-        )
+        _shard(FakeBackend(fail_after=7), bench, out, provenance=old)
     again = FakeBackend()
     new = {"generation_settings": {"temperature": 1.0}}
     with caplog.at_level("WARNING"):
-        run_shard(
-            backend=again,
-            benchmark=bench,
-            output=out,
-            provenance=new,
-            shard=0,
-            n_shards=1,
-            shard_size=20,
-            chunk_size=3,
-            prompt_style="raw",
-        )
+        _shard(again, bench, out, provenance=new)
     assert len(again.seen) == 20  # nothing reused
     assert "made with other generation_settings" in caplog.text
     assert read_provenance(out)["generation_settings"] == {"temperature": 1.0}
@@ -206,16 +185,6 @@ def test_a_deleted_shard_made_the_same_way_is_linked_back_not_generated(bench, t
     )
     out.unlink()  # other settings: generated again, and the store keeps only the newest
     other = FakeBackend()
-    run_shard(
-        backend=other,
-        benchmark=bench,
-        output=out,
-        provenance={"generation_settings": {"t": 1}},
-        shard=0,
-        n_shards=1,
-        shard_size=20,
-        chunk_size=3,
-        prompt_style="raw",
-    )
+    _shard(other, bench, out, provenance={"generation_settings": {"t": 1}})
     assert len(other.seen) == 20 and len(list((tmp_path / ".store").iterdir())) == 1
     assert os.path.samefile(out, next((tmp_path / ".store").iterdir()))  # a link: no extra disk

@@ -89,31 +89,55 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
     for file in EVALUATION_FILES:
         shutil.copyfile(root / f"results/evaluation/{model}/{file}", out / file)
     manifest = json.loads((root / f"resources/models/{model}/manifest.json").read_text())
-    tokens = sum(t["tokens"] for t in timing.values())
-    seconds = sum(t["seconds"] for t in timing.values())
     # jobs overlap (shards share the servers) and may run apart (a shard redone later):
     # throughput is over the time at least one generation job ran
     wall = _covered_seconds([span for t in timing.values() for span in t.pop("spans")])
-    provenance = {
-        "model": model,
-        "config": config,
-        "model_file": {k: manifest.get(k) for k in ("source", "spec", "gguf_sha256", "wheels")},
-        "generation": read_provenance(shards[0]),
-        "generation_time": {
-            "per_benchmark": timing,
-            "tokens": tokens,
-            "job_seconds": round(seconds, 1),
-            "wall_seconds": round(wall, 1),
-            "tokens_per_second": round(tokens / wall, 2) if wall > 0 else None,
-        },
-        "exported_at": now(),
-        "versions": library_versions(),
-    }
+    provenance = study_provenance(
+        model,
+        config,
+        {k: manifest.get(k) for k in ("source", "spec", "gguf_sha256", "wheels")},
+        read_provenance(shards[0]),
+        timing,
+        generating_seconds=wall,
+        wall_seconds=wall,
+    )
     write_json(provenance, out / "provenance.json")
     size = sum(p.stat().st_size for p in out.iterdir())
     if size > MAX_BYTES:
         raise ValueError(f"{out} holds {size / 2**20:.1f} MiB, over the 10 MiB a study may commit")
     return provenance
+
+
+def study_provenance(
+    model: str,
+    config: dict,
+    model_file: dict,
+    generation: dict,
+    per_benchmark: dict,
+    generating_seconds: float,
+    wall_seconds: float,
+) -> dict:
+    """A study folder's provenance.json, as ``results_markdown`` reads it. ``per_benchmark``
+    holds each benchmark's generation ``seconds`` and ``tokens``; throughput is over
+    ``generating_seconds``, the time the tokens were made in."""
+    tokens = sum(t["tokens"] for t in per_benchmark.values())
+    return {
+        "model": model,
+        "config": config,
+        "model_file": model_file,
+        "generation": generation,
+        "generation_time": {
+            "per_benchmark": per_benchmark,
+            "tokens": tokens,
+            "job_seconds": round(sum(t["seconds"] for t in per_benchmark.values()), 1),
+            "wall_seconds": round(wall_seconds, 1),
+            "tokens_per_second": (
+                round(tokens / generating_seconds, 2) if generating_seconds > 0 else None
+            ),
+        },
+        "exported_at": now(),
+        "versions": library_versions(),
+    }
 
 
 def _job_seconds(jobs: list[tuple[Path, Path]], rows: pd.DataFrame) -> dict:
