@@ -3,14 +3,23 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 CORES ?= all
 
-.PHONY: demo test lint dry-run study
+.PHONY: demo test lint dry-run study lock
 
-$(VENV)/.installed: pyproject.toml
+# Installs exactly the versions of requirements.lock (torch is its CPU build, from local disk).
+$(VENV)/.installed: pyproject.toml requirements.lock
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -q --upgrade pip
-	$(PYTHON) -m pip install -q torch==2.13.0   # CPU build; pin it before anything pulls torch
-	$(PYTHON) -m pip install -q -e '.[test,slurm]'
+	$(PYTHON) -m pip install -q pip==25.3   # the conda envs' pip
+	$(PYTHON) -m pip install -q -c requirements.lock -e '.[test,slurm]'
 	touch $@
+
+# Re-resolves every dependency, transitive ones included, to today's releases; then the conda
+# envs follow. Run it after editing pyproject.toml's dependencies, or to take new releases.
+lock:
+	python3 -m venv .venv-lock
+	.venv-lock/bin/python -m pip install -q pip-tools==7.7.0
+	.venv-lock/bin/pip-compile -q --extra test --extra slurm --strip-extras --allow-unsafe \
+	  --no-emit-index-url --no-emit-find-links --upgrade -o requirements.lock pyproject.toml
+	python3 envs/pin_from_lock.py
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/snakemake --cores $(CORES)

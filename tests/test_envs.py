@@ -109,15 +109,61 @@ def test_every_rule_env_holds_what_its_script_imports():
         assert not missing, f"rule {name}: {env.name} lacks {sorted(missing)}"
 
 
-def test_env_pins_match_the_tested_versions():
-    """The pins are the versions this test suite runs with (the Makefile's venv)."""
+def lock_pins() -> dict[str, str]:
+    sys.path.insert(0, str(REPO / "envs"))
+    try:
+        from pin_from_lock import read_lock
+    finally:
+        sys.path.pop(0)
+    return read_lock(REPO / "requirements.lock")
+
+
+def test_env_pins_match_the_lock():
+    """Every pin of envs/*.yaml is the lock's version (`make lock` writes both)."""
+    lock = lock_pins()
+    assert {"torch", "openai", "ruff", "snakefmt", "black", "scikit-learn"} <= set(lock)
     for env in ENVS:
         for name, version in pip_pins(env).items():
-            try:
-                installed = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                continue  # an extra this venv lacks (e.g. openai)
-            assert installed.split("+")[0] == version, f"{env.name}: {name}=={version}"
+            assert name in lock, f"{env.name}: {name} is not in requirements.lock"
+            assert lock[name] == version, f"{env.name}: {name}=={version}, lock {lock[name]}"
+
+
+def test_the_venv_holds_the_lock():
+    """The tests run with what the lock says (a stale venv: `make .venv/.installed`)."""
+    stale = []
+    for name, version in lock_pins().items():
+        try:
+            installed = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue  # a platform-only dependency
+        if installed.split("+")[0] != version:
+            stale.append(f"{name} {installed} (lock {version})")
+    assert not stale, stale
+
+
+def test_the_env_pin_check_fails_on_a_disagreement(tmp_path):
+    sys.path.insert(0, str(REPO / "envs"))
+    try:
+        from pin_from_lock import read_lock, repin
+    finally:
+        sys.path.pop(0)
+    lock = tmp_path / "requirements.lock"
+    lock.write_text("openai==3.60.0\n    # via entropy-sentinel\ntorch==2.13.0+cpu\n")
+    env = tmp_path / "env.yaml"
+    env.write_text(
+        "dependencies:\n  - pip=25.3\n  - pip:\n      - openai==3.57.0 # why\n      - six==1.0\n"
+    )
+    assert pip_pins(env)["openai"] != read_lock(lock)["openai"]
+    assert repin(env, read_lock(lock)) == ["six"]
+    assert pip_pins(env) == {"openai": "3.60.0", "six": "1.0"}
+    assert "- pip=25.3" in env.read_text() and "# why" in env.read_text()
+
+
+def test_the_makefile_pip_is_the_envs_pip():
+    makefile = (REPO / "Makefile").read_text()
+    for env in ENVS:
+        (conda_pip,) = re.findall(r"- pip=([\d.]+)", env.read_text())
+        assert f"pip=={conda_pip}" in makefile, env.name
 
 
 def test_jobs_import_the_package_from_the_checkout(tmp_path):

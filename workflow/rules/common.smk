@@ -76,7 +76,10 @@ def retry_files(wildcards):
     retry = config["generation"].get("retry_truncated", {})
     if not retry.get("enabled", False):
         return []
-    if retry.get("benchmarks") is not None and wildcards.benchmark not in retry["benchmarks"]:
+    if (
+        retry.get("benchmarks") is not None
+        and wildcards.benchmark not in retry["benchmarks"]
+    ):
         return []
     return generation_files(wildcards, kind="retry")
 
