@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -18,8 +19,10 @@ from entropy_sentinel.benchmarks import (
     make_split,
 )
 from entropy_sentinel.benchmarks.schema import ANSWER_TYPES, COLUMNS, validate_frame
+from entropy_sentinel.benchmarks.synthetic import DOMAINS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "benchmarks"
 
 EXPECTED = {  # folder: (registry name, extra settings, items after filters)
     "gsm8k": ("gsm8k", {}, 1319),
@@ -145,7 +148,7 @@ def test_user_csv_and_parquet(tmp_path):
 
 def test_synthetic_source():
     frame = load_benchmark("demo", {"source": "synthetic", "n_per_domain": 3, "seed": 0})
-    assert len(frame) == 15 and set(frame["benchmark"]) == {"synthetic"}
+    assert len(frame) == 3 * len(DOMAINS) and set(frame["benchmark"]) == {"demo"}
 
 
 def test_split_is_deterministic_and_order_free():
@@ -253,3 +256,55 @@ def test_any_bytes_lose_only_their_own_rows(tmp_path_factory, lines, suffix):
     )
     assert len(frame.attrs["skipped_rows"]) == sum(frame.attrs["skipped"].values())
     assert all(row.startswith(f"{path}:") for row in frame.attrs["skipped_rows"])
+
+
+def write_math500(folder: Path, levels: dict[int, int]) -> None:
+    folder.mkdir()
+    rows = [
+        {
+            "problem": f"What is {level} + {n}?",
+            "answer": str(level + n),
+            "subject": "Algebra",
+            "level": level,
+            "unique_id": f"test/algebra/{level}-{n}.json",
+        }
+        for level, count in levels.items()
+        for n in range(count)
+    ]
+    (folder / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+
+def test_slices_by_a_record_field_with_items_per_slice(tmp_path):
+    """The testbed's slices: MATH-500 by level, the first N of each, or the next N after them."""
+    write_math500(tmp_path / "math500", {1: 5, 2: 6, 3: 2})
+    settings = {"source": "registry", "path": str(tmp_path / "math500"), "domain_field": "level"}
+    first = load_benchmark("math500", {**settings, "domains": [1, "2"], "per_domain": 3})
+    assert first.groupby("domain").size().to_dict() == {"math500/level=1": 3, "math500/level=2": 3}
+    assert first["question"].iloc[0] == "What is 1 + 0?"
+    rest = load_benchmark("math500", {**settings, "per_domain": 3, "per_domain_skip": 3})
+    assert rest.groupby("domain").size().to_dict() == {"math500/level=1": 2, "math500/level=2": 3}
+    assert not set(first["item_id"]) & set(rest["item_id"])
+    with pytest.raises(ValueError, match=r"\['7'\] are not domains.*math500/level=1"):
+        load_benchmark("math500", {**settings, "domains": ["7"]})
+    with pytest.raises(ValueError, match="per_domain_skip: 6 leaves no items.*has 6"):
+        load_benchmark("math500", {**settings, "per_domain_skip": 6})
+
+
+def test_a_slice_field_missing_in_a_row_skips_that_row(tmp_path):
+    write_math500(tmp_path / "math500", {1: 2})
+    frame = load_benchmark("math500", {"path": str(tmp_path / "math500"), "domain_field": "grade"})
+    assert frame.empty and frame.attrs["skipped"] == {"no grade": 2}
+
+
+def test_the_plan_counts_items_per_slice(tmp_path):
+    from entropy_sentinel.plan import WorkflowPlan
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config["benchmarks"]["levels"] = {
+        "source": "registry",
+        "name": "math500",
+        "domain_field": "level",
+        "domains": [1, 2, 3],
+        "per_domain": 40,
+    }
+    assert WorkflowPlan(config).expected_items("levels") == 120

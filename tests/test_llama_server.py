@@ -53,7 +53,9 @@ GREEDY = GenerationSettings(max_new_tokens=16, temperature=0.0, top_k_logprobs=2
 
 
 def items(n_per_domain: int = 2) -> pd.DataFrame:
-    return pd.DataFrame(generate_items(n_per_domain, seed=3))
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    domains = demo["benchmarks"]["synthetic"]["domains"]
+    return pd.DataFrame(generate_items(n_per_domain, seed=3, domains=domains))
 
 
 def test_rows_provenance_and_resume(server, tmp_path):

@@ -21,7 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_config(model_dir: Path) -> dict:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["models"] = {"tiny": {"source": "local", "path": str(model_dir)}}
-    config["benchmarks"] = {"synthetic": {"source": "synthetic", "n_per_domain": 6, "seed": 1}}
+    domains = config["benchmarks"]["synthetic"]["domains"]  # the demo's
+    config["benchmarks"] = {
+        "synthetic": {"source": "synthetic", "n_per_domain": 6, "seed": 1, "domains": domains}
+    }
     config["generation"]["shard_size"] = 16
     config["generation"]["chunk_size"] = 4
     config["generation"]["settings"].update(max_new_tokens=12, batch_size=8)
@@ -261,7 +264,6 @@ def test_sweep_rules_through_the_workflow(tiny_model, tmp_path):
     """sweep_chunk, sweep_merge and deployments as `snakemake` runs them. A random tiny model
     answers nothing right, so the features are simulated ones with a known accuracy per domain,
     in place of a finished run's (upstream files exist and are older: nothing reruns them)."""
-    from entropy_sentinel.benchmarks.synthetic import DOMAINS
     from entropy_sentinel.features import PROVENANCE_KEY, FeatureSpec
     from entropy_sentinel.provenance import write_parquet
     from entropy_sentinel.simulate import synthetic_features
@@ -290,7 +292,8 @@ def test_sweep_rules_through_the_workflow(tiny_model, tmp_path):
         (workdir / name).parent.mkdir(parents=True, exist_ok=True)
         (workdir / name).write_text("")
         os.utime(workdir / name, (1e9, 1e9))
-    shifts = dict(zip(DOMAINS, (-1.0, -0.5, 0.0, 0.5, 1.0), strict=True))
+    domains = config["benchmarks"]["synthetic"]["domains"]
+    shifts = dict(zip(domains, (-1.0, -0.5, 0.0, 0.5, 1.0), strict=True))
     features = synthetic_features(shifts, n_per_slice=60, model="tiny")
     spec = {PROVENANCE_KEY: FeatureSpec().as_dict(), "generation": {"backend": "simulated"}}
     write_parquet(features, workdir / "results/features/tiny/synthetic.parquet", spec)

@@ -176,6 +176,8 @@ class WorkflowPlan:
         settings = self.config["benchmarks"][benchmark]
         if settings["source"] == "synthetic":
             count = settings["n_per_domain"] * len(settings.get("domains") or DOMAINS)
+        elif settings.get("per_domain") and settings.get("domains"):
+            count = settings["per_domain"] * len(settings["domains"])
         else:
             count = settings.get("expected_items")
         caps = [c for c in (settings.get("limit"), settings.get("first")) if c]

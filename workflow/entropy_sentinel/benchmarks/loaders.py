@@ -636,6 +636,67 @@ def _file_parser(name: str, settings: Mapping) -> Callable[[Mapping], Row]:
     return parse
 
 
+def domain_name(benchmark: str, field: str, value: object) -> str:
+    """A slice named by a record field, unique across benchmarks: ``math500/level=3``."""
+    return f"{benchmark}/{field}={value}"
+
+
+def _domain_from_field(
+    benchmark: str, settings: Mapping, row_parser: Callable, spec: BenchmarkSpec
+) -> Callable[[Mapping], Row]:
+    """The registry's row parser, with the domain read from ``settings["domain_field"]``."""
+    field = settings.get("domain_field")
+
+    def parse(rec: Mapping) -> Row:
+        row = row_parser(rec, spec, settings)
+        if field:
+            value = _field(rec, field)
+            if not value:
+                raise SkipRow(f"no {field} (domain_field)")
+            row["domain"] = domain_name(benchmark, field, value)
+        return row
+
+    return parse
+
+
+def select_domains(
+    name: str,
+    items: list[dict],
+    domains: list[str] | None,
+    per_domain: int | None,
+    skip: int = 0,
+) -> list[dict]:
+    """Items of the listed ``domains`` (all when None), items ``skip`` to ``skip + per_domain``
+    of each domain in file order. A domain is matched by its full name or by the field value
+    after ``=`` (``3`` for ``math500/level=3``)."""
+    if domains:
+        wanted = {str(d) for d in domains}
+        known = {item["domain"] for item in items}
+        short = {d: d.rpartition("=")[2] for d in known}
+        missing = sorted(wanted - known - set(short.values()))
+        if missing:
+            raise ValueError(
+                f"benchmarks.{name}.domains: {missing} are not domains of its items; "
+                f"known: {sorted(known)}"
+            )
+        items = [i for i in items if i["domain"] in wanted or short[i["domain"]] in wanted]
+    if per_domain or skip:
+        seen: Counter = Counter()
+        kept = []
+        for item in items:
+            index = seen[item["domain"]]
+            seen[item["domain"]] += 1
+            if index >= skip and (not per_domain or index < skip + per_domain):
+                kept.append(item)
+        if items and not kept:
+            raise ValueError(
+                f"benchmarks.{name}.per_domain_skip: {skip} leaves no items (its largest "
+                f"domain has {max(seen.values())}); lower it"
+            )
+        items = kept
+    return items
+
+
 def load_benchmark(name: str, settings: Mapping) -> pd.DataFrame:
     """One benchmark as a normalised table; see the module docstring for ``settings``.
 
@@ -650,6 +711,8 @@ def load_benchmark(name: str, settings: Mapping) -> pd.DataFrame:
         items = synthetic.generate_items(
             int(settings.get("n_per_domain", 40)), seed=seed, domains=settings.get("domains")
         )
+        for item in items:  # several synthetic entries are several benchmarks
+            item["benchmark"] = name
     elif source == "file":
         records = located_records(settings["path"])
         items, skipped, skipped_rows = _build(name, records, _file_parser(name, settings))
@@ -660,10 +723,18 @@ def load_benchmark(name: str, settings: Mapping) -> pd.DataFrame:
         row_parser = ROW_PARSERS[spec.local_format]
         records = _registry_records(spec, settings)
         items, skipped, skipped_rows = _build(
-            name, records, lambda rec: row_parser(rec, spec, settings)
+            name, records, _domain_from_field(spec.name, settings, row_parser, spec)
         )
     else:
         raise ValueError(f"unknown benchmark source {source!r}")
+    if source != "synthetic":  # the generator draws its own domains
+        items = select_domains(
+            name,
+            items,
+            settings.get("domains"),
+            settings.get("per_domain"),
+            int(settings.get("per_domain_skip", 0)),
+        )
     if settings.get("first"):  # the first N in file order, before any seeded draw
         items = items[: int(settings["first"])]
     items = subsample(items, settings.get("limit"), seed)

@@ -37,6 +37,16 @@ DOMAINS: dict[str, Difficulty] = {
     "word_distractors": Difficulty(
         steps=3, max_value=100, distractors=2, operations=("add", "subtract", "multiply")
     ),
+    "product_small": Difficulty(steps=1, max_value=9, operations=("multiply",), word_problem=False),
+    "product_large": Difficulty(
+        steps=2, max_value=999, operations=("multiply",), word_problem=False
+    ),
+    "arith_chain": Difficulty(
+        steps=4, max_value=999, operations=("add", "subtract", "multiply"), word_problem=False
+    ),
+    "word_long": Difficulty(
+        steps=5, max_value=200, distractors=3, operations=("add", "subtract", "multiply")
+    ),
 }
 
 
