@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 CORES ?= all
 
-.PHONY: demo test lint dry-run study lock
+.PHONY: demo test lint dry-run study lock testbed
 
 # Installs exactly the versions of requirements.lock (torch is its CPU build, from local disk).
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -40,3 +40,9 @@ dry-run: $(VENV)/.installed
 # through llama-server, exported to data/studies/cpu-qwen05b. Needs ../shared/benchmarks.
 study: $(VENV)/.installed
 	bench/cpu_study.sh config/cpu-study.yaml data/studies/cpu-qwen05b
+
+# The testbed (config/testbed.yaml, then its traffic regime config/testbed-traffic.yaml), each
+# in a checkout of its own that outlasts the session (bench/study_checkout.sh); hours on 2 cores.
+testbed: $(VENV)/.installed
+	bench/study_checkout.sh config/testbed.yaml data/studies/testbed-qwen05b
+	bench/study_checkout.sh config/testbed-traffic.yaml data/studies/testbed-traffic

@@ -57,5 +57,7 @@ START=$(date +%s)
 "${SMK[@]}"
 echo "workflow finished in $(($(date +%s) - START)) s"
 kill "${PIDS[@]}"
+# README= (empty) exports without rewriting a README block (a study the README does not show).
+README="${README-README.md}"
 "$PY" -m entropy_sentinel.study export --config "$CONFIG" --model "$MODEL" --out "$STUDY_DIR" \
-  --readme README.md
+  ${README:+--readme "$README"}
