@@ -125,3 +125,33 @@ def test_composition_study_scores_only_held_out_slices(shifted):
     assert not (long["composition"] == long["slice"]).any()
     assert set(summary["estimator"]) == set(acc.REPORTED)
     assert summary["coverage"].between(0, 1).all() and (summary["worth_n_labels"] >= 0).all()
+
+
+def test_tracking_metrics_tell_an_estimate_that_moves_from_one_that_does_not():
+    truth = [0.1, 0.3, 0.5, 0.9]
+    rows = []
+    for comp in ("a", "b"):
+        for s, t in enumerate(truth):
+            for name, point in (("exact", t), ("constant", 0.4), ("squeezed", 0.4 + 0.2 * t)):
+                rows.append(
+                    {
+                        "composition": comp,
+                        "slice": s,
+                        "estimator": name,
+                        "true": t,
+                        "point": point,
+                        "low": 0.0,
+                        "high": 1.0,
+                    }
+                )
+    table = acc.summarise_estimates(pd.DataFrame(rows)).set_index("estimator")
+    assert table.loc["exact", "slope"] == pytest.approx(1)
+    assert table.loc["exact", "spearman"] == pytest.approx(1)
+    assert table.loc["exact", "diff_error_median"] == pytest.approx(0)
+    assert table.loc["squeezed", "slope"] == pytest.approx(0.2)
+    assert table.loc["squeezed", "spearman"] == pytest.approx(1)
+    assert table.loc["constant", "slope"] == pytest.approx(0)
+    assert np.isnan(table.loc["constant", "spearman"])
+    pairs = [abs(a - b) for i, a in enumerate(truth) for b in truth[i + 1 :]]
+    assert table.loc["constant", "diff_error_median"] == pytest.approx(np.mean(pairs))
+    assert table.loc["squeezed", "diff_error_median"] == pytest.approx(0.8 * np.mean(pairs))

@@ -661,9 +661,34 @@ def worth_n_labels(mae: float, accuracy, n_max: int = 10_000) -> int:
     return hi
 
 
+def tracking(true, point) -> tuple[float, float]:
+    """(slope, Spearman) of estimated on true accuracy: does the estimate move with the truth?
+    A constant estimate has slope 0; NaN where the truth does not vary."""
+    true, point = np.asarray(true, dtype=float), np.asarray(point, dtype=float)
+    if true.size < 2 or np.ptp(true) == 0:
+        return float("nan"), float("nan")
+    slope = float(np.polyfit(true, point, 1)[0])
+    if np.ptp(point) == 0:
+        return slope, float("nan")
+    return slope, float(stats.spearmanr(true, point).statistic)
+
+
+def difference_error(d: pd.DataFrame) -> float:
+    """Mean over pairs of slices of one composition of |estimated - true difference|: how
+    wrong a comparison of two slices is (a constant estimate says every difference is 0)."""
+    true, point = d["true"].to_numpy(float), d["point"].to_numpy(float)
+    i, j = np.triu_indices(len(true), k=1)
+    if not i.size:
+        return float("nan")
+    return float(np.mean(np.abs((point[i] - point[j]) - (true[i] - true[j]))))
+
+
 def summarise_estimates(long: pd.DataFrame) -> pd.DataFrame:
     """Per estimator: median MAE over compositions, pooled MAE, measured coverage, median
-    interval width, worth-N-labels, and the share of compositions where it beats ATC[max].
+    interval width, worth-N-labels, the share of compositions where it beats ATC[max], and
+    whether it tracks the truth: slope and Spearman of estimated on true accuracy over every
+    held-out slice, and the median over compositions of the error of a difference between
+    two held-out slices.
 
     ``long`` has one row per (composition, slice, estimator): estimator, composition, true,
     point, low, high."""
@@ -680,6 +705,8 @@ def summarise_estimates(long: pd.DataFrame) -> pd.DataFrame:
             float((comp_mae < per_comp["ATC[max]"]).mean()) if "ATC[max]" in per_comp else np.nan
         )
         mae = float(d["abs_error"].mean())
+        slope, rho = tracking(d["true"], d["point"])
+        diff = d.groupby("composition").apply(difference_error, include_groups=False)
         rows.append(
             {
                 "estimator": name,
@@ -689,6 +716,9 @@ def summarise_estimates(long: pd.DataFrame) -> pd.DataFrame:
                 "width_median": float(d["width"].median()),
                 "worth_n_labels": worth_n_labels(mae, d["true"].to_numpy()),
                 "beats_atc_max": beats,
+                "slope": slope,
+                "spearman": rho,
+                "diff_error_median": float(diff.median()),
                 "n_compositions": int(comp_mae.notna().sum()),
                 "n_slices": len(d),
             }

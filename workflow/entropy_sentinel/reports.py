@@ -26,14 +26,16 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def estimator_table(rows: list[dict[str, Any]]) -> list[str]:
     """Markdown table of the held-out study: one row per estimator."""
     lines = [
-        "| estimator | median MAE | coverage | median width | worth N labels | beats ATC[max] |",
-        "|---|---|---|---|---|---|",
+        "| estimator | median MAE | coverage | median width | worth N labels | beats ATC[max] "
+        "| slope | Spearman | difference error |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['estimator']} | {_fmt(r['mae_median'])} | {_fmt(r['coverage'], 2)} "
             f"| {_fmt(r['width_median'], 2)} | {_fmt(int(r['worth_n_labels']))} "
-            f"| {_fmt(r['beats_atc_max'], 2)} |"
+            f"| {_fmt(r['beats_atc_max'], 2)} | {_fmt(r.get('slope'), 2)} "
+            f"| {_fmt(r.get('spearman'), 2)} | {_fmt(r.get('diff_error_median'))} |"
         )
     return lines
 
