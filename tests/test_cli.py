@@ -139,6 +139,38 @@ def test_inputs_that_cannot_be_scored_honestly_are_refused(
     assert message in run.stderr
 
 
+def test_an_estimator_on_answer_features_is_refused_by_name(tmp_path):
+    """Logs yield the 17 entropy features; an estimator that needs more says so, not KeyError."""
+    log = write_log(tmp_path / "train.jsonl", 60, seed=3)
+    features = batch_features(
+        read_log(log, LogFormat(response_field="response"), 20), FeatureSpec()
+    )
+    features = features.assign(
+        answer_stated=1.0,
+        answer_se_mean=features["mean"],
+        answer_nll_mean=features["nll_avg"],
+        answer_nll_max=features["nll_max"],
+        truncated_flag=0.0,
+        log_tokens=3.0,
+    )
+    correct = np.arange(len(features)) % 2
+    est = make_estimator("logistic_regression", calibrate=False, features="3D+answer")
+    est.fit(features, correct, feature_spec=FeatureSpec(k=20, logprobs_mode="raw"))
+    est.save(tmp_path / "answer.skops")
+    run = run_cli(
+        "score",
+        log,
+        "--estimator",
+        tmp_path / "answer.skops",
+        "--response-field",
+        "response",
+        "--logprobs-mode",
+        "raw",
+    )
+    assert run.returncode == 2, run.stderr
+    assert "the estimator uses ['answer_nll_max'" in run.stderr and "Traceback" not in run.stderr
+
+
 def test_wider_logs_are_cut_to_the_estimators_k(tmp_path):
     wide = write_log(tmp_path / "wide.jsonl", 20, seed=8, k=20)
     narrow = tmp_path / "narrow.jsonl"

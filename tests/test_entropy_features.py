@@ -16,6 +16,7 @@ from scipy import stats
 
 from entropy_sentinel.entropy import MissingFullEntropyError, entropy_profile, stack_steps
 from entropy_sentinel.features import (
+    ALL_FEATURES,
     FEATURE_NAMES,
     FEATURE_SETS,
     FeatureSpec,
@@ -198,9 +199,19 @@ def test_feature_sets_are_subsets_in_order():
     assert FEATURE_SETS["10D"] == FEATURE_NAMES[:10]
     assert FEATURE_SETS["14D"] == FEATURE_NAMES[:14]
     assert set(FEATURE_NAMES) - set(FEATURE_SETS["14D"]) == {"lntp", "mtp", "ppl"}
-    assert list(FEATURE_SETS) == ["17D", "14D", "10D", "3D", "1D"]
+    assert list(FEATURE_SETS) == [
+        "17D",
+        "14D",
+        "10D",
+        "3D",
+        "1D",
+        "14D+answer",
+        "3D+answer",
+        "answer",
+    ]
+    assert FEATURE_SETS["14D+answer"][:14] == FEATURE_SETS["14D"]
     for names in FEATURE_SETS.values():
-        assert set(names) <= set(FEATURE_NAMES)
+        assert set(names) <= set(ALL_FEATURES)
 
 
 def _response(steps=5):
@@ -325,6 +336,7 @@ def _generations():
     return pd.DataFrame(
         {
             "item_id": ["a", "b", "c"],
+            "response": ["So \\boxed{4}", "Let me think", ""],
             "topk_logprobs": [[[-0.1, -2.5]] * 3, [[-1.0, -1.2]] * 2, []],
             "sampled_logprobs": [[-0.1] * 3, [-1.0, -1.2], []],
             "full_entropy": [[0.5] * 3, [1.5, 1.6], None],
@@ -465,3 +477,20 @@ def test_config_schema_fills_feature_defaults_and_rejects_bad_values():
     config["features"] = {"segment": "thinking"}
     with pytest.raises(WorkflowError, match="'thinking' is not one of"):
         validate(config, schema)
+
+
+def test_answer_features_cover_the_stated_answer_span():
+    from entropy_sentinel.features import ANSWER_FEATURES, answer_span
+
+    generations = _generations().drop(columns=["full_entropy", "is_reasoning", "logprobs_mode"])
+    table = feature_table(generations, _GRADES, _BENCHMARK, _SPLIT).set_index("item_id")
+    assert list(table["answer_stated"]) == [1.0, 0.0, 0.0]
+    assert list(table["truncated_flag"]) == [0.0, 1.0, 0.0]
+    assert table.loc["a", "log_tokens"] == pytest.approx(np.log(4))
+    # "\\boxed{4}" is 9 of 12 characters: the last ceil(0.75 * 3) = 3 steps
+    assert table.loc["a", "answer_nll_mean"] == pytest.approx(0.1)
+    assert table.loc["b", "answer_nll_max"] == pytest.approx(1.2)  # no answer: the tail
+    assert table.loc["c", ANSWER_FEATURES[1:4]].isna().all()
+    assert answer_span("x" * 90 + "\\boxed{12}", 50) == (5, True)
+    assert answer_span("The answer is 7.\n", 40) == (40, True)
+    assert answer_span("7 apples " * 30, 60) == (8, False)

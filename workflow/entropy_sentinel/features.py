@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from .entropy import ENTROPY_VARIANTS, MissingFullEntropyError, entropy_profile, stack_steps
+from .grading.extract import answer_start
 
 DISTRIBUTION_FEATURES = (
     "mean",
@@ -69,13 +70,29 @@ DISTRIBUTION_FEATURES = (
 LOGPROB_FEATURES = ("nll_avg", "nll_max", "nll_sum", "lntp", "mtp", "ppl")
 FEATURE_NAMES = (*DISTRIBUTION_FEATURES, "se_sum", *LOGPROB_FEATURES)
 
+# Beyond the paper, from the same log-probs and the response text (see answer_features).
+ANSWER_FEATURES = (
+    "answer_stated",
+    "answer_se_mean",
+    "answer_nll_mean",
+    "answer_nll_max",
+    "truncated_flag",
+    "log_tokens",
+)
+ALL_FEATURES = (*FEATURE_NAMES, *ANSWER_FEATURES)
+
+_14D = tuple(n for n in FEATURE_NAMES if n not in ("lntp", "mtp", "ppl"))
 FEATURE_SETS = {
     "17D": FEATURE_NAMES,
-    "14D": tuple(n for n in FEATURE_NAMES if n not in ("lntp", "mtp", "ppl")),
+    "14D": _14D,
     "10D": DISTRIBUTION_FEATURES,
     "3D": ("max", "se_sum", "nll_sum"),
     "1D": ("se_sum",),
+    "14D+answer": (*_14D, *ANSWER_FEATURES),
+    "3D+answer": ("max", "se_sum", "nll_sum", *ANSWER_FEATURES),
+    "answer": ANSWER_FEATURES,
 }
+TAIL_TOKENS = 8  # the answer span of a response that states no answer: its last tokens
 
 DEFINITIONS = ("standard", "paper")
 SEGMENTS = ("all", "answer", "reasoning")
@@ -343,6 +360,41 @@ def response_features(
     return compute_features(profile, sampled, spec.definitions)
 
 
+def answer_span(response: str, n_tokens: int) -> tuple[int, bool]:
+    """(number of final steps that hold the stated final answer, whether one was stated).
+
+    Generation rows keep token ids, not token texts, so the span's first step is placed by the
+    share of the response's characters that precede the answer (within a few tokens of the true
+    boundary on these models' output); it runs to the end, the end-of-turn token included. A
+    response that states no answer gets its last ``TAIL_TOKENS`` steps.
+    """
+    start = answer_start(response) if response else None
+    if start is None or n_tokens < 1:
+        return min(TAIL_TOKENS, n_tokens), False
+    share = (len(response) - start) / len(response)
+    return int(min(n_tokens, max(1, np.ceil(share * n_tokens)))), True
+
+
+def answer_features(
+    profile: np.ndarray, sampled_logprobs: np.ndarray, response: str, finish_reason
+) -> dict[str, float]:
+    """The features of ``ANSWER_FEATURES`` from one response's whole entropy profile and
+    sampled log-probs: was a final answer stated, the mean entropy and the mean and maximum
+    NLL over its span, truncation (finish reason "length") and log(1 + tokens)."""
+    n = int(np.size(profile))
+    steps, stated = answer_span(response or "", n)
+    nll = -np.asarray(sampled_logprobs, dtype=np.float64)[n - steps :]
+    tail = np.asarray(profile, dtype=np.float64)[n - steps :]
+    return {
+        "answer_stated": float(stated),
+        "answer_se_mean": float(tail.mean()) if steps else float("nan"),
+        "answer_nll_mean": float(nll.mean()) if steps else float("nan"),
+        "answer_nll_max": float(nll.max()) if steps else float("nan"),
+        "truncated_flag": float(finish_reason == "length"),
+        "log_tokens": float(np.log1p(n)),
+    }
+
+
 def feature_table(
     generations, grades, benchmark, split: dict[str, list[str]], spec: FeatureSpec | None = None
 ):
@@ -372,6 +424,9 @@ def feature_table(
                 is_reasoning=getattr(gen, "is_reasoning", None),
                 sampled_in_topk=getattr(gen, "sampled_in_topk", None),
             )
+            answer = answer_features(
+                *_whole_profile(gen, spec, n_tokens), gen.response, gen.finish_reason
+            )
         except ValueError as error:
             raise type(error)(f"item {gen.item_id!r}: {error}") from error
         if spec.segment == "all" or not n_tokens:
@@ -386,6 +441,7 @@ def feature_table(
                 "finish_reason": gen.finish_reason,
                 "truncated": gen.finish_reason == "length",
                 **features,
+                **answer,
             }
         )
     table = pd.DataFrame(rows)
@@ -394,8 +450,24 @@ def feature_table(
     table = table.merge(grades[["item_id", "correct"]], on="item_id", how="left")
     table["split"] = np.where(table["item_id"].isin(test_ids), "test", "train")
     leading = ["item_id", "benchmark", "domain", "split", "correct", "n_tokens"]
-    rest = ["segment_tokens", "finish_reason", "truncated", *FEATURE_NAMES]
+    rest = ["segment_tokens", "finish_reason", "truncated", *ALL_FEATURES]
     return table[leading + rest]
+
+
+def _whole_profile(gen, spec: FeatureSpec, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy profile and sampled log-probs of every step of a generation row (the answer
+    span is at the end whatever ``spec.segment`` scores)."""
+    if not n_tokens:
+        return np.zeros(0), np.zeros(0)
+    sampled = np.asarray(gen.sampled_logprobs, dtype=np.float64)
+    profile = entropy_profile(
+        stack_steps(gen.topk_logprobs),
+        spec.entropy,
+        sampled_logprobs=sampled,
+        sampled_in_topk=getattr(gen, "sampled_in_topk", None),
+        full_entropy=getattr(gen, "full_entropy", None),
+    )
+    return profile, sampled
 
 
 def _require_full_entropy(generations) -> None:

@@ -14,12 +14,21 @@ from __future__ import annotations
 import pandas as pd
 
 from .entropy import entropy_profile
-from .features import FEATURE_NAMES, FeatureSpec, response_features, standard_features
+from .estimators import feature_names
+from .features import (
+    ANSWER_FEATURES,
+    FEATURE_NAMES,
+    FeatureSpec,
+    response_features,
+    standard_features,
+)
 from .traffic import LogprobBatch, TrafficError
 
 
-def check_scorable(batch: LogprobBatch, spec: FeatureSpec, source: str) -> None:
-    """Refuse a log the estimator cannot honestly score (raw vs processed, top-k width)."""
+def check_scorable(estimator, batch: LogprobBatch, source: str) -> None:
+    """Refuse a log the estimator cannot honestly score (raw vs processed, top-k width, the
+    features it needs)."""
+    spec = estimator.feature_spec_
     if spec.logprobs_mode is not None:
         if batch.logprobs_mode is None:
             raise TrafficError(
@@ -37,6 +46,13 @@ def check_scorable(batch: LogprobBatch, spec: FeatureSpec, source: str) -> None:
     if spec.k is not None and batch.k is not None and batch.k < spec.k:
         raise TrafficError(
             f"{source}: {batch.k} top log-probs per token, the estimator needs {spec.k}"
+        )
+    answer = sorted(set(feature_names(estimator.features) or ()) & set(ANSWER_FEATURES))
+    if answer:
+        raise TrafficError(
+            f"{source}: the estimator uses {answer}, which need the response text and finish "
+            "reason; scoring logs computes the 17 entropy features only. Use an estimator "
+            "trained with estimator.features 17D, 14D, 10D, 3D or 1D"
         )
     if spec.entropy == "full":
         raise TrafficError(
@@ -77,7 +93,7 @@ def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
     ``batch.skipped["undefined features"]``.
     """
     spec = estimator.feature_spec_
-    check_scorable(batch, spec, source)
+    check_scorable(estimator, batch, source)
     features = batch_features(batch, spec)
     defined = features.notna().all(axis=1).to_numpy()
     batch.skipped["undefined features"] = int((~defined).sum())

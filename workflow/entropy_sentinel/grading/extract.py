@@ -94,3 +94,21 @@ def extract_answer(response: str) -> tuple[str | None, str]:
     if number is not None:
         return number, "last number"
     return None, "no answer found"
+
+
+def answer_start(response: str) -> int | None:
+    """Where the stated final answer begins in ``response`` (a character index): the last
+    \\boxed{}, "#### x" or "the answer is x", as ``extract_answer`` finds them; None when the
+    response states none (a last number alone is not a stated answer)."""
+    offset = max(0, len(response) - MAX_SCAN)
+    text = response[offset:].replace("\x00", " ")
+    if last_boxed(text):
+        return offset + max(text.rfind(command) for command in _BOX_COMMANDS)
+    hashes = list(_HASHES.finditer(text))
+    if hashes:
+        return offset + hashes[-1].start()
+    tail = max(0, len(text) - 3000)
+    stated = [m for m in _ANSWER_IS.finditer(text[tail:]) if m.group(1).strip().rstrip(".")]
+    if stated:
+        return offset + tail + stated[-1].start()
+    return None
