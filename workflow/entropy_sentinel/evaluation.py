@@ -11,8 +11,11 @@ coverage and width on slices they were not trained on.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -287,14 +290,48 @@ def run_evaluation(
     return EvaluationResult(per_slice, estimates, metrics, est, predictions)
 
 
+def compositions(slices: Sequence[str], max_k: int) -> list[tuple[str, ...]]:
+    """All training compositions of 1..max_k slices, by k then lexicographically."""
+    names = sorted(slices)
+    return [
+        c for k in range(1, min(max_k, len(names)) + 1) for c in itertools.combinations(names, k)
+    ]
+
+
+def leave_one_out(slices: Sequence[str]) -> list[tuple[str, ...]]:
+    """Every slice held out once: the training composition of all the others."""
+    names = sorted(slices)
+    return [tuple(n for n in names if n != out) for out in names]
+
+
+def sampled_compositions(
+    slices: Sequence[str], sizes: Sequence[int], n_per_size: int, seed: int = 0
+) -> list[tuple[str, ...]]:
+    """Up to ``n_per_size`` distinct compositions of each size, drawn by ``seed`` (all of them
+    when there are fewer): the 1-3-slice protocol where every composition would be too many."""
+    names, rng, out = sorted(slices), np.random.default_rng(seed), []
+    for k in sizes:
+        every = math.comb(len(names), k)
+        if every <= n_per_size:
+            out += list(itertools.combinations(names, k))
+            continue
+        drawn: set[tuple[str, ...]] = set()
+        while len(drawn) < n_per_size:
+            drawn.add(tuple(sorted(rng.choice(names, size=k, replace=False).tolist())))
+        out += sorted(drawn)
+    return out
+
+
 def composition_study(
     features_df: pd.DataFrame,
     slice_by: str,
     estimator_config: dict[str, Any],
-    max_train_slices: int,
+    max_train_slices: int | None = None,
     n_jobs: int = 1,
+    training: Sequence[tuple[str, ...]] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The protocol over every composition of 1..max_train_slices training slices.
+    """The protocol over every composition of 1..max_train_slices training slices, or over
+    the compositions ``training`` lists (see leave_one_out, sampled_compositions).
 
     Returns (long, summary): one row per (composition, evaluated slice, estimator) with the
     estimate, its interval and the truth; and per estimator the median MAE over compositions,
@@ -302,14 +339,14 @@ def composition_study(
     outside the composition are scored, so every number is on a slice the estimators, their
     intervals and their nested selections never saw.
     """
-    from .sweep import compositions
-
     df, _ = clean_features(features_df)
     slices = slice_labels(df, slice_by)
     y = df["correct"].to_numpy(dtype=bool)
     names = sorted(slices.unique())
+    if training is None:
+        training = compositions(names, max_train_slices)
     long = []
-    for comp in compositions(names, max_train_slices):
+    for comp in training:
         if len(comp) == len(names):
             continue
         train = slices.isin(comp).to_numpy() & (df["split"].astype(str) == "train").to_numpy()

@@ -29,8 +29,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .evaluation import auroc_failure
-from .features import FEATURE_NAMES
+from .config import validate_config
+from .evaluation import auroc_failure, composition_study, leave_one_out, sampled_compositions
+from .features import FEATURE_NAMES, PROVENANCE_KEY, read_feature_spec
 from .generation import prefer_retries
 from .provenance import library_versions, now, read_provenance, write_json, write_parquet
 
@@ -83,7 +84,12 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
         if retries:
             jobs.append((root / f"benchmarks/regenerate_truncated/{model}/{name}", folder))
         timing[name] = _job_seconds(jobs, pd.concat(first + again))
-    write_parquet(pd.concat(features, ignore_index=True), out / "features.parquet")
+    spec = read_feature_spec([root / f"results/features/{model}/{n}.parquet" for n in benchmarks])
+    write_parquet(
+        pd.concat(features, ignore_index=True),
+        out / "features.parquet",
+        {PROVENANCE_KEY: spec.as_dict()},
+    )
     write_parquet(pd.concat(grades, ignore_index=True), out / "grades.parquet")
     write_parquet(pd.concat(responses, ignore_index=True), out / "responses.parquet")
     for file in EVALUATION_FILES:
@@ -290,6 +296,38 @@ README_START = "<!-- study:{name} -->"
 README_END = "<!-- /study:{name} -->"
 
 
+def holdout_study(
+    study: str | Path,
+    protocol: str = "loso",
+    sizes: tuple[int, ...] = (1, 2, 3),
+    per_size: int = 20,
+    overrides: dict | None = None,
+    n_jobs: int = 2,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The held-out study on a study folder's features, as configured in its provenance
+    (``overrides`` replace estimator keys, e.g. ``{"features": "3D+answer"}``).
+
+    ``loso``: every slice held out once, trained on all the others; ``sampled``: up to
+    ``per_size`` compositions of each of ``sizes`` training slices, drawn by ``seed``.
+    Returns (long, per-estimator table) as ``composition_study`` does.
+    """
+    folder = Path(study)
+    config = validate_config(json.loads((folder / "provenance.json").read_text())["config"])
+    estimator = {**config["estimator"], **(overrides or {})}
+    features = pd.read_parquet(folder / "features.parquet")
+    names = sorted(features[estimator["slice_by"]].astype(str).unique())
+    if protocol == "loso":
+        training = leave_one_out(names)
+    elif protocol == "sampled":
+        training = sampled_compositions(names, sizes, per_size, seed)
+    else:
+        raise ValueError(f"protocol must be 'loso' or 'sampled', not {protocol!r}")
+    return composition_study(
+        features, estimator["slice_by"], estimator, n_jobs=n_jobs, training=training
+    )
+
+
 def readme_block(readme: str, name: str) -> str | None:
     """The text between a study's markers in the README, or None."""
     start, end = README_START.format(name=name), README_END.format(name=name)
@@ -321,11 +359,34 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--root", default=".", help="the workflow folder holding results/")
     show = sub.add_parser("markdown", help="print the README section of a study folder")
     show.add_argument("study")
+    holdout = sub.add_parser("holdout", help="a held-out study on a study folder's features")
+    holdout.add_argument("study")
+    holdout.add_argument("--protocol", choices=["loso", "sampled"], default="loso")
+    holdout.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 3])
+    holdout.add_argument("--per-size", type=int, default=20)
+    holdout.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an estimator key (YAML value), e.g. --set features=3D+answer",
+    )
+    holdout.add_argument("--tag", default=None, help="suffix of the files written")
+    holdout.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "export":
         export_study(args.config, args.model, args.out, root=args.root)
         if args.readme:
             update_readme(args.readme, args.out)
+    elif args.command == "holdout":
+        overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+        long, table = holdout_study(
+            args.study, args.protocol, tuple(args.sizes), args.per_size, overrides, args.jobs
+        )
+        name = f"{args.protocol}{'-' + args.tag if args.tag else ''}"
+        long.to_csv(Path(args.study) / f"holdout-{name}.csv", index=False)
+        table.to_csv(Path(args.study) / f"estimators-{name}.csv", index=False)
+        print(table.to_string(index=False))
     else:
         print(results_markdown(args.study), end="")
 

@@ -31,6 +31,7 @@ from .evaluation import (
     auroc,
     brier,
     clean_features,
+    compositions,
     expected_calibration_error,
     protocol_masks,
     run_evaluation,
@@ -85,14 +86,6 @@ RESULT_COLUMNS = [
 def n_compositions(n_slices: int, max_k: int) -> int:
     """sum_{k=1..max_k} C(n_slices, k)."""
     return sum(math.comb(n_slices, k) for k in range(1, min(max_k, n_slices) + 1))
-
-
-def compositions(slices: Sequence[str], max_k: int) -> list[tuple[str, ...]]:
-    """All training compositions of 1..max_k slices, by k then lexicographically."""
-    names = sorted(slices)
-    return [
-        c for k in range(1, min(max_k, len(names)) + 1) for c in itertools.combinations(names, k)
-    ]
 
 
 @dataclass(frozen=True)
