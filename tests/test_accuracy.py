@@ -155,3 +155,22 @@ def test_tracking_metrics_tell_an_estimate_that_moves_from_one_that_does_not():
     pairs = [abs(a - b) for i, a in enumerate(truth) for b in truth[i + 1 :]]
     assert table.loc["constant", "diff_error_median"] == pytest.approx(np.mean(pairs))
     assert table.loc["squeezed", "diff_error_median"] == pytest.approx(0.8 * np.mean(pairs))
+
+
+def test_slice_calibration_stretches_a_squeezed_estimate_and_is_scored_without_its_unit():
+    truth = np.array([0.05, 0.2, 0.35, 0.5, 0.65, 0.8])
+    squeezed = 0.2 + 0.15 * truth  # ranks right, squeezed toward the base rate
+    cal = acc.SliceCalibrated("ES")
+    held_out = cal.fit_units(squeezed, truth, np.full(6, 40))
+    a, b = cal.coef_
+    assert b == pytest.approx(1 / 0.15) and a == pytest.approx(-0.2 / 0.15)
+    assert held_out == pytest.approx(truth)  # exact line: leaving a unit out changes nothing
+    noisy = squeezed + np.array([0.01, -0.01, 0.0, 0.01, -0.01, 0.0])
+    assert np.abs(cal.fit_units(noisy, truth, np.full(6, 40)) - truth).max() > 0.01
+    cal.fit_units(squeezed, truth, np.full(6, 40))
+    cal.base_ = acc.ESMean()
+    assert cal.extrapolation(None, None, np.full(5, 0.3)) == 0  # inside 0.2075-0.32
+    assert cal.extrapolation(None, None, np.full(5, 0.35)) == pytest.approx(b * 0.03)
+    # too few units, or no spread: the identity
+    assert acc.SliceCalibrated.fit_line(np.array([0.3] * 5), truth[:5], np.ones(5)) == (0, 1)
+    assert acc.SliceCalibrated.fit_line(squeezed[:3], truth[:3], np.ones(3)) == (0, 1)

@@ -243,3 +243,40 @@ def test_sampled_compositions_are_distinct_and_seeded():
     assert len(drawn) == 12 + 20 + 20 and len(set(drawn)) == len(drawn)
     assert drawn == sampled_compositions(names, (1, 2, 3), 20, seed=1)
     assert drawn != sampled_compositions(names, (1, 2, 3), 20, seed=2)
+
+
+def test_the_deployment_path_between_two_study_folders(tmp_path):
+    """`study transfer`: trained on one folder's rows, estimating another folder's slices."""
+    features = pd.read_parquet(STUDY / "features.parquet")
+    served = {"gsm8k", "svamp", "math500"}
+    for name, rows in (
+        ("study", ~features["benchmark"].isin(served)),
+        ("traffic", features["benchmark"].isin(served)),
+    ):
+        (tmp_path / name).mkdir()
+        features[rows].to_parquet(tmp_path / name / "features.parquet")
+        (tmp_path / name / "provenance.json").write_bytes((STUDY / "provenance.json").read_bytes())
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "entropy_sentinel.study",
+            "transfer",
+            str(tmp_path / "study"),
+            str(tmp_path / "traffic"),
+            "--set",
+            "classifier=logistic_regression",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    long = pd.read_csv(tmp_path / "traffic" / "transfer-from-study.csv")
+    assert set(long["slice"]) == served and long["composition"].unique().tolist() == ["source"]
+    truth = features[features["benchmark"].isin(served)].groupby("benchmark")["correct"].mean()
+    es = long[long["estimator"] == "ES"].set_index("slice")
+    assert np.allclose(es.loc[truth.index, "true"], truth)
+    table = pd.read_csv(tmp_path / "traffic" / "estimators-from-study.csv")
+    assert {"ES", "ES-cal", "train accuracy", "ATC[max]"} <= set(table["estimator"])

@@ -373,7 +373,58 @@ class Selected(SliceEstimator):
         return self.choice_.point(src, X, p)
 
 
-ES_FAMILY = ("ES", "DoC", "ATC[ES p]", "IW-ES", "Meta")
+class SliceCalibrated(SliceEstimator):
+    """A base estimator mapped onto the accuracy scale across slices: a + b * base, with a
+    and b fitted by least squares (weighted by unit size) on the leave-one-unit-out estimates
+    of the training units, where the truth is known. A classifier trained on few positives
+    ranks slices well but squeezes its estimates toward the training accuracy; the map
+    stretches them back. The panel fits it from the interval residuals, and scores it on each
+    unit with a map fitted without that unit, so its interval and its selection stay nested.
+    A target whose base estimate lies outside the units' range gets its interval widened by
+    b times the distance: the line is not trusted beyond where it was fitted."""
+
+    MIN_UNITS = 4
+
+    def __init__(self, base: str = "ES", design=None):
+        super().__init__(design)
+        self.base = base
+        self.name = f"{base}-cal"
+        self.coef_ = (0.0, 1.0)
+        self.range_ = (0.0, 1.0)
+        self.base_: SliceEstimator | None = None
+
+    @staticmethod
+    def fit_line(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+        """(a, b) of y ~ a + b x, b in [0, 10]; the identity when x does not vary."""
+        if x.size < SliceCalibrated.MIN_UNITS or np.ptp(x) < 1e-6:
+            return 0.0, 1.0
+        mx, my = np.average(x, weights=w), np.average(y, weights=w)
+        b = float(np.clip(np.sum(w * (x - mx) * (y - my)) / np.sum(w * (x - mx) ** 2), 0, 10))
+        return float(my - b * mx), b
+
+    def fit_units(self, base_points, truth, sizes) -> np.ndarray:
+        """Fit the map on every unit; returns each unit's estimate from a map fitted without it."""
+        x, y, w = (np.asarray(v, dtype=float) for v in (base_points, truth, sizes))
+        self.coef_ = self.fit_line(x, y, w)
+        self.range_ = (float(x.min()), float(x.max())) if x.size else (0.0, 1.0)
+        keep = ~np.eye(x.size, dtype=bool)
+        return np.array(
+            [
+                np.clip(np.dot(self.fit_line(x[k], y[k], w[k]), (1.0, x[i])), 0, 1)
+                for i, k in enumerate(keep)
+            ]
+        )
+
+    def point(self, src, X, p):
+        return float(np.dot(self.coef_, (1.0, self.base_.point(src, X, p))))
+
+    def extrapolation(self, src, X, p) -> float:
+        """How far (on the accuracy scale) the target lies beyond the units' range."""
+        base = self.base_.point(src, X, p)
+        return self.coef_[1] * max(0.0, self.range_[0] - base, base - self.range_[1])
+
+
+ES_FAMILY = ("ES", "DoC", "ATC[ES p]", "IW-ES", "Meta", "ES-cal", "ATC[ES p]-cal")
 BASELINES = ("ATC[max]", "ATC[best]", "train accuracy", "average confidence")
 REPORTED = (*ES_FAMILY, "Selected", *BASELINES)
 
@@ -387,6 +438,8 @@ def default_estimators(design: dict[str, Any]) -> list[SliceEstimator]:
         ATCOnP(design),
         ImportanceWeightedES(design),
         MetaModel(design),
+        SliceCalibrated("ES", design),
+        SliceCalibrated("ATC[ES p]", design),
         Selected(ES_FAMILY, "Selected", design),
         *atc,
         Selected([a.name for a in atc], "ATC[best]", design),
@@ -438,8 +491,10 @@ class SliceInterval:
     def margin(self, point: float, n: int) -> float:
         return float(self.quantile * np.sqrt(self.shift_var + _binomial_var(point, n)))
 
-    def around(self, point: float, n: int = 0) -> SliceEstimate:
-        m = self.margin(point, n)
+    def around(self, point: float, n: int = 0, extra: float = 0.0) -> SliceEstimate:
+        """The interval around ``point`` for a slice of ``n`` rows, ``extra`` wider each side
+        (for a target beyond where the estimator was checked)."""
+        m = self.margin(point, n) + extra
         return SliceEstimate(
             point, max(0.0, point - m), min(1.0, point + m), self.level, self.covers, n
         )
@@ -521,10 +576,11 @@ class EstimatorPanel:
         self.seed = seed
 
     def _fit_all(self, src: SourceFit) -> dict[str, SliceEstimator]:
+        """Every estimator that needs only the source fit (not the units' residuals)."""
         return {
             e.name: copy.deepcopy(e).fit_source(src)
             for e in self.estimators
-            if not isinstance(e, Selected)
+            if not isinstance(e, Selected | SliceCalibrated)
         }
 
     def _points(self, fitted, src, X: pd.DataFrame) -> dict[str, float]:
@@ -581,6 +637,12 @@ class EstimatorPanel:
         res = pd.DataFrame(rows)
         self.residuals_ = res
         self.unit_kind_ = unit_kind
+        for e in self.estimators:
+            if isinstance(e, SliceCalibrated) and e.base in self.fitted_ and len(res):
+                calibrated = copy.copy(e)
+                calibrated.base_ = self.fitted_[e.base]
+                res[e.name] = calibrated.fit_units(res[e.base], res["true"], res["n"])
+                self.fitted_[e.name] = calibrated
         errors = {
             name: (res[name] - res["true"]).to_numpy() if len(res) else np.array([])
             for name in self.fitted_
@@ -619,10 +681,18 @@ class EstimatorPanel:
         with threadpool_limits(limits=1):
             points = self._points({n: self.fitted_[n] for n in names}, self.source_, X)
         out = {}
+        p = self.source_.es.p_correct(X) if names else None
         for name in names:
             interval = self.intervals_.get(name)
+            chosen = self.fitted_[name]
+            chosen = chosen.choice_ if isinstance(chosen, Selected) else chosen
+            extra = (
+                chosen.extrapolation(self.source_, X, p)
+                if isinstance(chosen, SliceCalibrated)
+                else 0.0
+            )
             out[name] = (
-                interval.around(points[name], len(X))
+                interval.around(points[name], len(X), extra)
                 if interval
                 else SliceEstimate(points[name], n=len(X))
             )

@@ -375,6 +375,41 @@ def composition_study(
     return long, summarise_estimates(long) if len(long) else pd.DataFrame()
 
 
+def transfer_study(
+    source_df: pd.DataFrame,
+    target_df: pd.DataFrame,
+    slice_by: str,
+    estimator_config: dict[str, Any],
+    n_jobs: int = 1,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The deployment path: fit every estimator on all labelled rows of one regime (its
+    intervals from its own slices), then estimate each slice of another regime, where the
+    truth is known but never seen. Returns (long, per-estimator table) as composition_study."""
+    source, _ = clean_features(source_df)
+    target, _ = clean_features(target_df)
+    slices = slice_labels(source, slice_by)
+    y = source["correct"].to_numpy(dtype=bool)
+    panel = _panel(estimator_config, n_jobs).fit(source, y, slices)
+    target_slices = slice_labels(target, slice_by)
+    long = []
+    for name in sorted(target_slices.unique()):
+        m = (target_slices == name).to_numpy()
+        truth = float(target.loc[m, "correct"].mean())
+        for est_name, e in panel.estimate(target.loc[m]).items():
+            long.append(
+                {
+                    "composition": "source",
+                    "k": int(slices.nunique()),
+                    "slice": name,
+                    "estimator": est_name,
+                    "true": truth,
+                    **e.as_dict(),
+                }
+            )
+    long = pd.DataFrame(long)
+    return long, summarise_estimates(long)
+
+
 def prediction_rows(features_df: pd.DataFrame, estimator: EntropySentinel) -> pd.DataFrame:
     """Per-response predictions of a saved estimator on its evaluation rows, re-deriving the
     protocol from the training slices and slicing stored in its provenance."""

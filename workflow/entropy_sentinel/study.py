@@ -30,7 +30,13 @@ import pandas as pd
 import yaml
 
 from .config import validate_config
-from .evaluation import auroc_failure, composition_study, leave_one_out, sampled_compositions
+from .evaluation import (
+    auroc_failure,
+    composition_study,
+    leave_one_out,
+    sampled_compositions,
+    transfer_study,
+)
 from .features import FEATURE_NAMES, PROVENANCE_KEY, read_feature_spec
 from .generation import prefer_retries
 from .provenance import library_versions, now, read_provenance, write_json, write_parquet
@@ -328,6 +334,22 @@ def holdout_study(
     )
 
 
+def transfer(
+    source: str | Path, target: str | Path, overrides: dict | None = None, n_jobs: int = 2
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The deployment path between two study folders of the same slices: trained on every
+    labelled row of ``source`` as its provenance configures, estimating ``target``'s slices."""
+    config = validate_config(json.loads((Path(source) / "provenance.json").read_text())["config"])
+    estimator = {**config["estimator"], **(overrides or {})}
+    return transfer_study(
+        pd.read_parquet(Path(source) / "features.parquet"),
+        pd.read_parquet(Path(target) / "features.parquet"),
+        estimator["slice_by"],
+        estimator,
+        n_jobs=n_jobs,
+    )
+
+
 def readme_block(readme: str, name: str) -> str | None:
     """The text between a study's markers in the README, or None."""
     start, end = README_START.format(name=name), README_END.format(name=name)
@@ -373,11 +395,23 @@ def main(argv: list[str] | None = None) -> None:
     )
     holdout.add_argument("--tag", default=None, help="suffix of the files written")
     holdout.add_argument("--jobs", type=int, default=2)
+    deploy = sub.add_parser("transfer", help="train on one study folder, estimate another's")
+    deploy.add_argument("source")
+    deploy.add_argument("target")
+    deploy.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    deploy.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "export":
         export_study(args.config, args.model, args.out, root=args.root)
         if args.readme:
             update_readme(args.readme, args.out)
+    elif args.command == "transfer":
+        overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+        long, table = transfer(args.source, args.target, overrides, args.jobs)
+        name = Path(args.source).name
+        long.to_csv(Path(args.target) / f"transfer-from-{name}.csv", index=False)
+        table.to_csv(Path(args.target) / f"estimators-from-{name}.csv", index=False)
+        print(table.to_string(index=False))
     elif args.command == "holdout":
         overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
         long, table = holdout_study(
