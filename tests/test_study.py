@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -19,7 +20,7 @@ from entropy_sentinel.evaluation import auroc_failure, composition_study
 from entropy_sentinel.features import FEATURE_NAMES
 from entropy_sentinel.generation import GENERATION_COLUMNS
 from entropy_sentinel.plan import plan_workflow
-from entropy_sentinel.provenance import write_parquet
+from entropy_sentinel.provenance import read_provenance, write_parquet
 from entropy_sentinel.study import MAX_BYTES, readme_block, results_markdown
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +111,8 @@ def test_export_writes_a_compact_study(tmp_path):
         write_parquet(grades, tmp_path / f"results/grades/m/{name}.parquet")
         feats = pd.DataFrame({f: rng.random(4) for f in FEATURE_NAMES})
         feats = feats.assign(item_id=ids, benchmark=name, correct=grades["correct"], n_tokens=10)
-        write_parquet(feats, tmp_path / f"results/features/m/{name}.parquet")
+        spec = {"feature_spec": {"k": 20, "logprobs_mode": "raw"}}
+        write_parquet(feats, tmp_path / f"results/features/m/{name}.parquet", spec)
         tsv = tmp_path / f"benchmarks/generate/m/{name}/shard-0.tsv"
         tsv.parent.mkdir(parents=True)
         tsv.write_text("s\th:m:s\n20.0\t0:00:20\n")  # its mtime (now) is not its end
@@ -140,6 +142,19 @@ def test_export_writes_a_compact_study(tmp_path):
     assert timing["job_seconds"] == 45 and timing["wall_seconds"] == 35
     assert timing["tokens_per_second"] == round(80 / 35, 2)  # over time spent generating
     assert "weights_dir" not in provenance["model_file"]  # no machine paths
+    assert read_provenance(out / "features.parquet")["feature_spec"]["k"] == 20
+
+    # a run cut short: b has no features yet, nor has the evaluation run
+    (tmp_path / "results/features/m/b.parquet").unlink()
+    shutil.rmtree(evaluation)
+    export = [sys.executable, "-m", "entropy_sentinel.study", "export", "--config"]
+    export += ["config.yaml", "--model", "m", "--out", "partial"]
+    refused = subprocess.run(export, cwd=tmp_path, capture_output=True, text=True)
+    assert refused.returncode != 0 and "no features yet for ['b']" in refused.stderr
+    subprocess.run([*export, "--partial"], cwd=tmp_path, check=True)
+    provenance = json.loads((tmp_path / "partial/provenance.json").read_text())
+    assert provenance["partial"] == {"done": ["a"], "missing": ["b"]}
+    assert set(pd.read_parquet(tmp_path / "partial/features.parquet")["benchmark"]) == {"a"}
 
 
 def test_gpu_study_finish_renders_like_the_cpu_study(tmp_path):

@@ -43,7 +43,7 @@ from .provenance import library_versions, now, read_provenance, write_json, writ
 
 RESPONSE_COLUMNS = ("item_id", "response", "n_tokens", "prompt_tokens", "finish_reason", "error")
 EVALUATION_FILES = ("estimators.csv", "slices.csv", "metrics.json", "study.csv")
-MAX_BYTES = 10 * 2**20
+MAX_BYTES = 25 * 2**20
 
 # Failure AUROC ranges over the paper's nine LLMs (reference §7.2, top-20 profile).
 PAPER_AUROC = {
@@ -64,11 +64,23 @@ PAPER_AUROC = {
 }
 
 
-def export_study(config_path: str | Path, model: str, out: str | Path, root=".") -> dict:
-    """Copy ``model``'s results under ``root`` into ``out``; returns the provenance written."""
+def export_study(
+    config_path: str | Path, model: str, out: str | Path, root=".", partial: bool = False
+) -> dict:
+    """Copy ``model``'s results under ``root`` into ``out``; returns the provenance written.
+
+    ``partial``: a study still generating exports the benchmarks whose features exist (and
+    the evaluation tables only if they do); its provenance lists what is missing."""
     root, out = Path(root), Path(out)
     config = yaml.safe_load(Path(config_path).read_text())
     benchmarks = list(config["benchmarks"])
+    missing = [
+        n for n in benchmarks if not (root / f"results/features/{model}/{n}.parquet").exists()
+    ]
+    if partial:
+        benchmarks = [n for n in benchmarks if n not in missing]
+    elif missing:
+        raise FileNotFoundError(f"no features yet for {missing}: finish the run, or --partial")
     out.mkdir(parents=True, exist_ok=True)
     features, grades, responses, timing = [], [], [], {}
     retry = config["generation"].get("retry_truncated") or {}
@@ -99,7 +111,8 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
     write_parquet(pd.concat(grades, ignore_index=True), out / "grades.parquet")
     write_parquet(pd.concat(responses, ignore_index=True), out / "responses.parquet")
     for file in EVALUATION_FILES:
-        shutil.copyfile(root / f"results/evaluation/{model}/{file}", out / file)
+        if not partial or (root / f"results/evaluation/{model}/{file}").exists():
+            shutil.copyfile(root / f"results/evaluation/{model}/{file}", out / file)
     manifest = json.loads((root / f"resources/models/{model}/manifest.json").read_text())
     # jobs overlap (shards share the servers) and may run apart (a shard redone later):
     # throughput is over the time at least one generation job ran
@@ -113,10 +126,14 @@ def export_study(config_path: str | Path, model: str, out: str | Path, root=".")
         generating_seconds=wall,
         wall_seconds=wall,
     )
+    if partial:
+        provenance["partial"] = {"done": benchmarks, "missing": missing}
     write_json(provenance, out / "provenance.json")
     size = sum(p.stat().st_size for p in out.iterdir())
     if size > MAX_BYTES:
-        raise ValueError(f"{out} holds {size / 2**20:.1f} MiB, over the 10 MiB a study may commit")
+        raise ValueError(
+            f"{out} holds {size / 2**20:.1f} MiB, over the {MAX_BYTES // 2**20} MiB a study may commit"
+        )
     return provenance
 
 
@@ -379,6 +396,9 @@ def main(argv: list[str] | None = None) -> None:
     export.add_argument("--out", required=True)
     export.add_argument("--readme", help="also rewrite this README's block of the study")
     export.add_argument("--root", default=".", help="the workflow folder holding results/")
+    export.add_argument(
+        "--partial", action="store_true", help="export the benchmarks done so far (a run cut short)"
+    )
     show = sub.add_parser("markdown", help="print the README section of a study folder")
     show.add_argument("study")
     holdout = sub.add_parser("holdout", help="a held-out study on a study folder's features")
@@ -402,7 +422,7 @@ def main(argv: list[str] | None = None) -> None:
     deploy.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "export":
-        export_study(args.config, args.model, args.out, root=args.root)
+        export_study(args.config, args.model, args.out, root=args.root, partial=args.partial)
         if args.readme:
             update_readme(args.readme, args.out)
     elif args.command == "transfer":
