@@ -119,7 +119,7 @@ def test_run_evaluation_well_specified_estimator_is_accurate(evaluated):
     assert (per_slice["estimated_accuracy"] <= per_slice["interval_high"]).all()
     # every estimator has an interval that says what it covers
     est = evaluated.estimates
-    assert est["estimator"].nunique() == 10 and est["covers"].str.contains("not trained on").all()
+    assert est["estimator"].nunique() == 12 and est["covers"].str.contains("not trained on").all()
     assert evaluated.estimator.interval_ is not None
 
 
