@@ -37,7 +37,7 @@ from .evaluation import (
     sampled_compositions,
     transfer_study,
 )
-from .features import FEATURE_NAMES, PROVENANCE_KEY, read_feature_spec
+from .features import ALL_FEATURES, FEATURE_NAMES, PROVENANCE_KEY, read_feature_spec
 from .generation import prefer_retries
 from .provenance import library_versions, now, read_provenance, write_json, write_parquet
 
@@ -132,7 +132,8 @@ def export_study(
     size = sum(p.stat().st_size for p in out.iterdir())
     if size > MAX_BYTES:
         raise ValueError(
-            f"{out} holds {size / 2**20:.1f} MiB, over the {MAX_BYTES // 2**20} MiB a study may commit"
+            f"{out} holds {size / 2**20:.1f} MiB, over the {MAX_BYTES // 2**20} MiB a study "
+            "may commit"
         )
     return provenance
 
@@ -239,11 +240,12 @@ def feature_auroc(study: str | Path) -> pd.DataFrame:
     features = pd.read_parquet(Path(study) / "features.parquet")
     graded = features.dropna(subset=["correct", *FEATURE_NAMES])
     y = graded["correct"].astype(bool).to_numpy()
-    table = {"pooled": {f: _auroc(y, graded[f]) for f in FEATURE_NAMES}}
+    names = [f for f in ALL_FEATURES if f in graded]  # studies before the answer features
+    table = {"pooled": {f: _auroc(y, graded[f]) for f in names}}
     for name in ("gsm8k", "math500", "olympiadbench"):
         part = graded[graded["benchmark"] == name]
         yb = part["correct"].astype(bool).to_numpy()
-        table[name] = {f: _auroc(yb, part[f]) for f in FEATURE_NAMES}
+        table[name] = {f: _auroc(yb, part[f]) for f in names}
     return pd.DataFrame(table)
 
 
@@ -264,13 +266,20 @@ def results_markdown(study: str | Path) -> str:
     if retry.get("enabled"):
         budget += f" ({retry['max_new_tokens']} when a truncated response is generated again)"
     table = benchmark_table(study)
+    done = provenance.get("partial")
+    partial = (
+        f" **Partial**: {len(done['done'])} of {len(done['done']) + len(done['missing'])} "
+        "slices generated so far; the run resumes."
+        if done
+        else ""
+    )
     lines = [
         f"Study `{study.as_posix()}`: model `{provenance['model']}` "
         f"(GGUF sha256 `{(provenance['model_file'].get('gguf_sha256') or '')[:12]}`), "
         f"{int(table['items'].iloc[-1])} responses, T={settings['temperature']}, "
         f"top-{settings['top_k_logprobs']} raw log-probs, {budget}, "
         f"seed {settings['seed']}. Generation: {timing['tokens']} tokens in "
-        f"{timing['wall_seconds'] / 60:.0f} min, {timing['tokens_per_second']} tok/s.",
+        f"{timing['wall_seconds'] / 60:.0f} min, {timing['tokens_per_second']} tok/s.{partial}",
         "",
         "| benchmark | items | accuracy | ungraded | truncated | no final answer | mean tokens "
         "| AUROC SE_sum | AUROC NLL_sum |",
@@ -292,7 +301,7 @@ def results_markdown(study: str | Path) -> str:
         "| paper Olymp. |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for feature in FEATURE_NAMES:
+    for feature in aurocs.index:
         a, paper = aurocs.loc[feature], PAPER_AUROC.get(feature, {})
         cells = [_f(a["pooled"])]
         for name in ("gsm8k", "math500", "olympiadbench"):
@@ -312,7 +321,24 @@ def results_markdown(study: str | Path) -> str:
             else ["No composition of training benchmarks had two right and two wrong answers."]
         ),
     ]
+    for file, title in _held_out_tables(study):
+        lines += ["", title, "", *estimator_table(pd.read_csv(file).to_dict("records"))]
     return "\n".join(lines) + "\n"
+
+
+def _held_out_tables(study: Path) -> list[tuple[Path, str]]:
+    """The held-out studies run on a study folder (study holdout / transfer), with titles."""
+    found = []
+    for file in sorted(study.glob("estimators-*.csv")):
+        kind = file.stem.removeprefix("estimators-")
+        if kind.startswith("from-"):
+            title = f"Trained on every row of `{kind[5:]}`, estimating this study's slices:"
+        elif kind.startswith("loso"):
+            title = f"Leave one slice out (`{kind}`): trained on all other slices:"
+        else:
+            title = f"Held-out study `{kind}` (seeded compositions of training slices):"
+        found.append((file, title))
+    return found
 
 
 README_START = "<!-- study:{name} -->"
