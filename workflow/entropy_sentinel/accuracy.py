@@ -649,9 +649,10 @@ class EstimatorPanel:
         }
         for e in self.estimators:
             if isinstance(e, Selected):
-                mae = {
+                mae = {  # a slice-calibrated candidate is missing when no unit could be scored
                     c: np.mean(np.abs(errors[c])) if errors[c].size else np.inf
                     for c in e.candidates
+                    if c in errors
                 }
                 best = min(mae, key=mae.get)
                 chosen = copy.copy(e)
