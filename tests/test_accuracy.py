@@ -167,10 +167,28 @@ def test_slice_calibration_stretches_a_squeezed_estimate_and_is_scored_without_i
     assert held_out == pytest.approx(truth)  # exact line: leaving a unit out changes nothing
     noisy = squeezed + np.array([0.01, -0.01, 0.0, 0.01, -0.01, 0.0])
     assert np.abs(cal.fit_units(noisy, truth, np.full(6, 40)) - truth).max() > 0.01
-    cal.fit_units(squeezed, truth, np.full(6, 40))
-    cal.base_ = acc.ESMean()
-    assert cal.extrapolation(None, None, np.full(5, 0.3)) == 0  # inside 0.2075-0.32
-    assert cal.extrapolation(None, None, np.full(5, 0.35)) == pytest.approx(b * 0.03)
     # too few units, or no spread: the identity
     assert acc.SliceCalibrated.fit_line(np.array([0.3] * 5), truth[:5], np.ones(5)) == (0, 1)
     assert acc.SliceCalibrated.fit_line(squeezed[:3], truth[:3], np.ones(3)) == (0, 1)
+
+
+def test_a_target_beyond_the_checked_estimates_gets_a_wider_interval(shifted):
+    """A slice estimated beyond every held-out unit's estimate is extrapolation: its interval
+    widens by the distance, stretched by how squeezed the unit estimates are."""
+    cfg = {"classifier": "logistic_regression", "calibrate": False, "features": "3D"}
+    train = shifted[shifted["domain"].isin(sorted(shifted["domain"].unique())[:12])]
+    panel = acc.EstimatorPanel(design=cfg).fit(
+        train, train["correct"].to_numpy(), train["domain"].to_numpy()
+    )
+    low, high, stretch = panel.checked_range_["ES"]
+    assert low < high and stretch >= 1
+    p = panel.source_.es.p_correct(shifted)
+    beyond = shifted.iloc[np.argsort(p)[-150:]]  # the surest rows: an estimate above them all
+    inside = shifted.iloc[np.argsort(np.abs(p - (low + high) / 2))[:150]]
+    wide, narrow = panel.estimate(beyond)["ES"], panel.estimate(inside)["ES"]
+    assert wide.point > high and low <= narrow.point <= high
+    margin = panel.intervals_["ES"].margin
+    assert wide.high - wide.low > 2 * margin(wide.point, 150) - 1e-9 or wide.high == 1.0
+    assert (wide.point - wide.low) - margin(wide.point, 150) == pytest.approx(
+        stretch * (wide.point - high)
+    )

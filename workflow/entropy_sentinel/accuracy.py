@@ -379,9 +379,7 @@ class SliceCalibrated(SliceEstimator):
     of the training units, where the truth is known. A classifier trained on few positives
     ranks slices well but squeezes its estimates toward the training accuracy; the map
     stretches them back. The panel fits it from the interval residuals, and scores it on each
-    unit with a map fitted without that unit, so its interval and its selection stay nested.
-    A target whose base estimate lies outside the units' range gets its interval widened by
-    b times the distance: the line is not trusted beyond where it was fitted."""
+    unit with a map fitted without that unit, so its interval and its selection stay nested."""
 
     MIN_UNITS = 4
 
@@ -390,7 +388,6 @@ class SliceCalibrated(SliceEstimator):
         self.base = base
         self.name = f"{base}-cal"
         self.coef_ = (0.0, 1.0)
-        self.range_ = (0.0, 1.0)
         self.base_: SliceEstimator | None = None
 
     @staticmethod
@@ -406,7 +403,6 @@ class SliceCalibrated(SliceEstimator):
         """Fit the map on every unit; returns each unit's estimate from a map fitted without it."""
         x, y, w = (np.asarray(v, dtype=float) for v in (base_points, truth, sizes))
         self.coef_ = self.fit_line(x, y, w)
-        self.range_ = (float(x.min()), float(x.max())) if x.size else (0.0, 1.0)
         keep = ~np.eye(x.size, dtype=bool)
         return np.array(
             [
@@ -417,11 +413,6 @@ class SliceCalibrated(SliceEstimator):
 
     def point(self, src, X, p):
         return float(np.dot(self.coef_, (1.0, self.base_.point(src, X, p))))
-
-    def extrapolation(self, src, X, p) -> float:
-        """How far (on the accuracy scale) the target lies beyond the units' range."""
-        base = self.base_.point(src, X, p)
-        return self.coef_[1] * max(0.0, self.range_[0] - base, base - self.range_[1])
 
 
 ES_FAMILY = ("ES", "DoC", "ATC[ES p]", "IW-ES", "Meta", "ES-cal", "ATC[ES p]-cal")
@@ -613,6 +604,10 @@ class EstimatorPanel:
             self.source_ = SourceFit.fit(X, y, self.design, None, feature_spec, provenance)
             self.fitted_ = self._fit_all(self.source_)
             self.intervals_: dict[str, SliceInterval] = {}
+            # (low, high, stretch) of each estimator's held-out unit estimates: a target beyond
+            # them gets its interval widened by stretch times the distance, where stretch is
+            # the slope of the truth on those estimates (over 1 when they are squeezed)
+            self.checked_range_: dict[str, tuple[float, float, float]] = {}
             self.residuals_ = pd.DataFrame()
             if slices is not None:
                 self._fit_intervals(X, y, np.asarray(slices))
@@ -668,6 +663,9 @@ class EstimatorPanel:
             self.intervals_[name] = SliceInterval.from_residuals(
                 err, points, sizes, self.level, unit_kind
             )
+            if points.size >= SliceCalibrated.MIN_UNITS:
+                _, slope = SliceCalibrated.fit_line(points, res["true"].to_numpy(), sizes)
+                self.checked_range_[name] = (points.min(), points.max(), max(1.0, slope))
 
     def choices(self) -> dict[str, str]:
         """What each Selected estimator chose."""
@@ -682,16 +680,10 @@ class EstimatorPanel:
         with threadpool_limits(limits=1):
             points = self._points({n: self.fitted_[n] for n in names}, self.source_, X)
         out = {}
-        p = self.source_.es.p_correct(X) if names else None
         for name in names:
             interval = self.intervals_.get(name)
-            chosen = self.fitted_[name]
-            chosen = chosen.choice_ if isinstance(chosen, Selected) else chosen
-            extra = (
-                chosen.extrapolation(self.source_, X, p)
-                if isinstance(chosen, SliceCalibrated)
-                else 0.0
-            )
+            low, high, stretch = self.checked_range_.get(name, (0.0, 1.0, 1.0))
+            extra = stretch * max(0.0, low - points[name], points[name] - high)
             out[name] = (
                 interval.around(points[name], len(X), extra)
                 if interval
