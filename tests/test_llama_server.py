@@ -54,7 +54,7 @@ GREEDY = GenerationSettings(max_new_tokens=16, temperature=0.0, top_k_logprobs=2
 
 def items(n_per_domain: int = 2) -> pd.DataFrame:
     demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    domains = demo["benchmarks"]["synthetic"]["domains"]
+    domains = demo["benchmarks"]["synthetic"]["domains"][:5]
     return pd.DataFrame(generate_items(n_per_domain, seed=3, domains=domains))
 
 

@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 def tiny_config(model_dir: Path) -> dict:
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["models"] = {"tiny": {"source": "local", "path": str(model_dir)}}
-    domains = config["benchmarks"]["synthetic"]["domains"]  # the demo's
+    domains = config["benchmarks"]["synthetic"]["domains"][:5]  # five of the demo's
     config["benchmarks"] = {
         "synthetic": {"source": "synthetic", "n_per_domain": 6, "seed": 1, "domains": domains}
     }

@@ -30,6 +30,8 @@ class Difficulty:
 
 
 DOMAINS: dict[str, Difficulty] = {
+    "number_echo": Difficulty(steps=0, max_value=99, word_problem=False),
+    "word_zero_step": Difficulty(steps=0, max_value=20),
     "sum_small": Difficulty(steps=1, max_value=9, operations=("add",), word_problem=False),
     "sum_two_digit": Difficulty(steps=1, max_value=99, operations=("add",), word_problem=False),
     "word_one_step": Difficulty(steps=1, max_value=20),
