@@ -272,3 +272,36 @@ def test_help_and_missing_estimator(tmp_path):
     assert run_cli("--help").returncode == 0
     run = run_cli("score", tmp_path / "x.jsonl", "--estimator", tmp_path / "none.skops")
     assert run.returncode == 2 and "no such estimator" in run.stderr
+
+
+def test_train_from_the_command_line_on_a_study_folder(tmp_path):
+    """`entropy-sentinel train` on the committed CPU study's features: every row trains, the
+    interval is learnt across its benchmarks, and the estimator records what it was made from."""
+    study = Path(__file__).resolve().parents[1] / "data/studies/cpu-qwen05b"
+    out = tmp_path / "est.skops"
+    run = run_cli(
+        "train",
+        study / "features.parquet",
+        "--slice-field",
+        "benchmark",
+        "--out",
+        out,
+        "--set",
+        "classifier=logistic_regression",
+        "--set",
+        "features=3D",
+    )
+    assert run.returncode == 0, run.stderr
+    assert "trained on 300 rows of 10 slices" in run.stdout
+    meta = run_cli("inspect", out, "--json")
+    assert meta.returncode == 0, meta.stderr
+    meta = json.loads(meta.stdout)
+    assert meta["config"]["classifier"] == "logistic_regression"
+    assert meta["feature_spec"]["k"] == 20 and meta["feature_spec"]["logprobs_mode"] == "raw"
+    provenance = meta["provenance"]
+    assert len(provenance["train_slices"]) == 10
+    assert provenance["generation"]["settings"]["temperature"] == 0.5
+    assert "training slice" in meta["interval"]["unit"]
+    bad = run_cli("train", study / "features.parquet", "--out", out, "--set", "classifier=svm")
+    assert bad.returncode == 2 and "estimator.classifier" in bad.stderr
+    assert "Traceback" not in bad.stderr

@@ -1,5 +1,6 @@
 """``entropy-sentinel``: score served traffic with a saved estimator, monitor it, inspect one.
 
+    entropy-sentinel train FEATURES.parquet --slice-field benchmark --out EST.skops
     entropy-sentinel inspect results/evaluation/MODEL/estimator.skops
     entropy-sentinel score LOG.jsonl --estimator EST --response-field response \\
         --slice-field tenant --logprobs-mode raw --out scored/
@@ -54,6 +55,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
+    train = commands.add_parser(
+        "train", help="fit an estimator with its interval on labelled feature rows"
+    )
+    train.add_argument(
+        "features", nargs="+", type=Path, help="feature Parquet files (labels in `correct`)"
+    )
+    train.add_argument(
+        "--slice-field",
+        choices=("benchmark", "domain"),
+        default="benchmark",
+        help="the column that names each row's slice (the interval is learnt across slices)",
+    )
+    train.add_argument("--out", type=Path, required=True, help="the .skops file to write")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an estimator setting of the config schema, e.g. --set classifier=logistic_regression",
+    )
+    train.add_argument("--jobs", type=int, default=1, help="parallel refits for the interval")
+
     inspect = commands.add_parser("inspect", help="what a saved estimator expects")
     inspect.add_argument("estimator", type=Path)
     inspect.add_argument("--json", action="store_true", help="the full metadata as JSON")
@@ -90,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     from .traffic import TrafficError
 
     try:
+        if args.command == "train":
+            return train_command(args)
         if args.command == "inspect":
             return inspect_command(args)
         if args.command == "score":
@@ -120,6 +145,72 @@ def _format(args):
         time_field=args.time_field,
         logprobs_mode=args.logprobs_mode,
     )
+
+
+def train_command(args) -> int:
+    import pandas as pd
+    import yaml
+
+    from .config import ConfigError, validate_section
+    from .evaluation import clean_features, fit_deployed
+    from .features import read_feature_spec
+    from .provenance import read_provenance, sha256_file
+
+    if args.out.suffix != ".skops" or args.out.is_dir():
+        raise ValueError(f"--out {args.out}: name a .skops file to write")
+    settings = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set features=3D")
+        settings[key] = yaml.safe_load(value)
+    for path in args.features:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such feature file")
+    frame = pd.concat([pd.read_parquet(p) for p in args.features], ignore_index=True)
+    for column in ("correct", args.slice_field):
+        if column not in frame:
+            raise ValueError(
+                f"{args.features[0]}: no column {column!r} (a feature Parquet of "
+                "the workflow's features rule or of a study export has it)"
+            )
+    rows, dropped = clean_features(frame)
+    try:
+        config = validate_section(
+            "estimator",
+            {"slice_by": args.slice_field, "train_slices": ["*"], **settings},
+        )
+    except ConfigError as error:
+        raise ValueError(f"--set: {error}") from None
+    generation = [
+        read_provenance(p).get("generation") or _study_generation(p) for p in args.features
+    ]
+    provenance = {
+        "features": {str(p): sha256_file(p) for p in args.features},
+        "generation": next((g for g in generation if g), None),
+        **dropped.as_dict(),
+    }
+    panel, estimator = fit_deployed(
+        rows, args.slice_field, config, read_feature_spec(args.features), provenance, args.jobs
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    estimator.save(args.out)
+    interval = panel.intervals_["ES"]
+    print(
+        f"trained on {len(rows)} rows of {rows[args.slice_field].nunique()} slices "
+        f"({dropped.ungraded} ungraded and {dropped.empty} empty dropped); wrote {args.out}\n"
+        f"interval: {interval.covers}"
+    )
+    return 0
+
+
+def _study_generation(features: Path) -> dict | None:
+    """The generation settings of a study folder's features (its provenance.json's config)."""
+    study = features.parent / "provenance.json"
+    if not study.is_file():
+        return None
+    config = json.loads(study.read_text()).get("config") or {}
+    return {"study": str(features.parent), **(config.get("generation") or {})}
 
 
 def inspect_command(args) -> int:

@@ -98,6 +98,18 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     return config
 
 
+def validate_section(name: str, values: dict, schema_path: str | Path = SCHEMA) -> dict:
+    """One top-level section (e.g. ``estimator``) checked in place and filled with the
+    schema's defaults, for commands that take a section without a whole config."""
+    validator = _schema_validator(Path(schema_path))
+    section = validator.evolve(schema=validator.schema["properties"][name])
+    errors = sorted(section.iter_errors(values), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = [f"{key_path((name, *e.absolute_path))}: {_describe(e)}" for e in errors]
+        raise ConfigError("; ".join(lines))
+    return values
+
+
 def _describe(error) -> str:
     if error.validator == "additionalProperties":
         return f"{error.message} (known keys are documented in the schema)"

@@ -177,6 +177,33 @@ def _panel(cfg: dict[str, Any], n_jobs: int = 1) -> EstimatorPanel:
     )
 
 
+def fit_deployed(
+    features_df: pd.DataFrame,
+    slice_by: str,
+    estimator_config: dict[str, Any],
+    feature_spec: FeatureSpec | None = None,
+    provenance: dict[str, Any] | None = None,
+    n_jobs: int = 1,
+) -> tuple[EstimatorPanel, EntropySentinel]:
+    """Every estimator fitted on labelled rows, with intervals from their slices, and the ES
+    classifier as deployed (its interval attached): what rule evaluate fits on its training
+    rows and `entropy-sentinel train` on all rows."""
+    df = features_df.reset_index(drop=True)
+    slices = slice_labels(df, slice_by)
+    y = df["correct"].to_numpy(dtype=bool)
+    provenance = {
+        "slice_by": slice_by,
+        "train_slices": sorted(slices.unique()),
+        "models": sorted(df["model"].astype(str).unique()) if "model" in df else [],
+        "benchmarks": sorted(df["benchmark"].astype(str).unique()) if "benchmark" in df else [],
+        **(provenance or {}),
+    }
+    panel = _panel(estimator_config, n_jobs).fit(df, y, slices, feature_spec, provenance)
+    estimator = panel.source_.es
+    estimator.interval_ = panel.intervals_["ES"].as_dict()
+    return panel, estimator
+
+
 def run_evaluation(
     features_df: pd.DataFrame,
     train_slices: list[str],
@@ -196,16 +223,10 @@ def run_evaluation(
     train_mask, eval_mask = protocol_masks(slices, df["split"], train_slices)
     y = df["correct"].to_numpy(dtype=bool)
     provenance = {
-        "train_slices": train_slices,
-        "slice_by": slice_by,
         "models": sorted(df["model"].astype(str).unique()),
         "benchmarks": sorted(df["benchmark"].astype(str).unique()),
     }
-    panel = _panel(cfg, n_jobs).fit(
-        df.loc[train_mask], y[train_mask], slices[train_mask], feature_spec, provenance
-    )
-    est = panel.source_.es
-    est.interval_ = panel.intervals_["ES"].as_dict()
+    panel, est = fit_deployed(df.loc[train_mask], slice_by, cfg, feature_spec, provenance, n_jobs)
     p = est.p_correct(df.loc[eval_mask])
     y_eval, s_eval = y[eval_mask], slices[eval_mask].to_numpy()
     eval_rows = df.loc[eval_mask].reset_index(drop=True)
