@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from llama_server.server import SERVED_NAME, SMOLLM2, LlamaServer, missing_reason, smollm2_gguf
 
 from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings, load_backend
@@ -53,9 +52,9 @@ GREEDY = GenerationSettings(max_new_tokens=16, temperature=0.0, top_k_logprobs=2
 
 
 def items(n_per_domain: int = 2) -> pd.DataFrame:
-    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    domains = demo["benchmarks"]["synthetic"]["domains"][:5]
-    return pd.DataFrame(generate_items(n_per_domain, seed=3, domains=domains))
+    from test_workflow import FIVE_DOMAINS
+
+    return pd.DataFrame(generate_items(n_per_domain, seed=3, domains=FIVE_DOMAINS))
 
 
 def test_rows_provenance_and_resume(server, tmp_path):
@@ -223,9 +222,9 @@ def test_cli_on_a_log_written_by_the_server(server, tmp_path):
 @pytest.mark.slow
 def test_demo_end_to_end_with_the_openai_backend(server, tmp_path):
     """The demo config with generation.backend: openai against the local server."""
-    from test_workflow import make_workdir, run_snakemake
+    from test_workflow import five_domain_demo, make_workdir, run_snakemake
 
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    config = five_domain_demo()
     config["models"] = {SERVED_NAME: dict(SMOLLM2)}  # wheel_dir: the test cache, no download
     config["benchmarks"]["synthetic"]["n_per_domain"] = 8
     config["generation"].update(backend="openai", openai=options(server, concurrency=2))

@@ -48,10 +48,11 @@ pytestmark = [
 
 def slurm_config(model_dir: Path) -> dict:
     """20 items in 2 shards; 1-item chunks of 48 tokens, so a shard lasts seconds."""
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    from test_workflow import five_domain_demo
+
+    config = five_domain_demo()
     config["models"] = {"tiny": {"source": "local", "path": str(model_dir)}}
-    demo_domains = config["benchmarks"]["synthetic"]["domains"][:5]
-    config["benchmarks"]["synthetic"].update(n_per_domain=4, seed=3, domains=demo_domains)
+    config["benchmarks"]["synthetic"].update(n_per_domain=4, seed=3)
     config["generation"].update(shard_size=10, chunk_size=1)
     config["generation"]["settings"].update(max_new_tokens=48, batch_size=1)
     config["estimator"]["study_max_train_slices"] = 1
