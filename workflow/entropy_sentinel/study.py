@@ -309,7 +309,8 @@ def results_markdown(study: str | Path) -> str:
             cells += [_f(a[name]), f"{lo_hi[0]:.2f}–{lo_hi[1]:.2f}" if lo_hi else ""]
         lines.append(f"| {feature} | " + " | ".join(cells) + " |")
     table = study / "estimators.csv"
-    estimators = pd.read_csv(table).to_dict("records") if table.stat().st_size > 1 else []
+    exists = table.exists() and table.stat().st_size > 1
+    estimators = pd.read_csv(table).to_dict("records") if exists else []
     lines += [
         "",
         "Label-free accuracy estimates on held-out benchmarks (`estimators.csv` of rule "
@@ -318,7 +319,11 @@ def results_markdown(study: str | Path) -> str:
         *(
             estimator_table(estimators)
             if estimators
-            else ["No composition of training benchmarks had two right and two wrong answers."]
+            else [
+                "Not run yet: the study is partial."
+                if done
+                else "No composition of training benchmarks had two right and two wrong answers."
+            ]
         ),
     ]
     for file, title in _held_out_tables(study):
