@@ -385,18 +385,31 @@ def token_steps(choice: dict) -> TokenSteps | None:
         return None
     if logprobs.get("content") is not None:  # chat layout (llama-server uses it for both)
         content = logprobs["content"]
-        tokens = [e["token"] for e in content]
-        has_ids = all("id" in e for e in content) and all(
-            "id" in t for e in content for t in e.get("top_logprobs") or []
-        )
-        ranked = [sorted(e.get("top_logprobs") or [], key=lambda t: -t["logprob"]) for e in content]
+        tokens, ids, sampled, top_tokens, top_ids, top_lps = [], [], [], [], [], []
+        has_ids = True
+        for e in content:
+            tokens.append(e["token"])
+            sampled.append(float(e["logprob"]))
+            top = e.get("top_logprobs") or []
+            values = [float(t["logprob"]) for t in top]
+            if any(a < b for a, b in zip(values, values[1:])):  # servers need not sort them
+                order = sorted(range(len(top)), key=values.__getitem__, reverse=True)
+                top, values = [top[i] for i in order], [values[i] for i in order]
+            top_lps.append(values)
+            top_tokens.append([t["token"] for t in top])
+            if has_ids:
+                try:
+                    ids.append(int(e["id"]))
+                    top_ids.append([int(t["id"]) for t in top])
+                except KeyError:
+                    has_ids = False
         return TokenSteps(
             tokens=tokens,
-            ids=[int(e["id"]) for e in content] if has_ids else None,
-            sampled_logprobs=[float(e["logprob"]) for e in content],
-            topk_tokens=[[t["token"] for t in r] for r in ranked],
-            topk_ids=[[int(t["id"]) for t in r] for r in ranked] if has_ids else None,
-            topk_logprobs=[[float(t["logprob"]) for t in r] for r in ranked],
+            ids=ids if has_ids else None,
+            sampled_logprobs=sampled,
+            topk_tokens=top_tokens,
+            topk_ids=top_ids if has_ids else None,
+            topk_logprobs=top_lps,
         )
     if logprobs.get("tokens") is not None:  # legacy completions: top_logprobs are dicts
         tops = [sorted((d or {}).items(), key=lambda kv: -kv[1]) for d in logprobs["top_logprobs"]]
