@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 from . import (
     DEFAULT_REASONING_MARKERS,
@@ -392,7 +393,7 @@ def token_steps(choice: dict) -> TokenSteps | None:
             sampled.append(float(e["logprob"]))
             top = e.get("top_logprobs") or []
             values = [float(t["logprob"]) for t in top]
-            if any(a < b for a, b in zip(values, values[1:])):  # servers need not sort them
+            if any(a < b for a, b in pairwise(values)):  # servers need not sort them
                 order = sorted(range(len(top)), key=values.__getitem__, reverse=True)
                 top, values = [top[i] for i in order], [values[i] for i in order]
             top_lps.append(values)
