@@ -346,7 +346,7 @@ def describe_error(error: BaseException) -> str:
         return "the request timed out (no answer within the timeout)"
     if isinstance(error, openai.APIConnectionError):
         cause = error.__cause__ or error.__context__
-        return f"connection error: {cause or error}"
+        return f"Connection error: {cause or error}"
     return f"{type(error).__name__}: {error}" if not isinstance(error, BadBody) else str(error)
 
 
