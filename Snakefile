@@ -25,5 +25,9 @@ rule all:
         MISSING_INTERMEDIATES,
 
 
+onstart:
+    stop_jobs_on_signal()  # Ctrl-C and SIGTERM stop running jobs too, not only Snakemake
+
+
 onsuccess:
-    print("Entropy Sentinel: summary written to results/summary.md")
+    print(closing_message(workflow.dag_settings.targets))

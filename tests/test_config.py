@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -146,3 +147,50 @@ def test_missing_intermediates_to_rebuild_and_shards_to_report(tmp_path):
         f"results/features/{model}/synthetic.parquet",
     ]
     assert from_scratch == [f"results/generations/{model}/synthetic/shard-1.parquet"]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("localhost-8000", "is not an http(s) URL with a host"),
+        ("127.0.0.1:8000/v1", "is not an http(s) URL with a host"),
+        ("ftp://host/v1", "is not an http(s) URL with a host"),
+        ("http://host:port/v1", "is not a valid URL"),
+        ("", "is not a URL"),
+    ],
+)
+def test_server_urls_must_be_http_urls_before_any_job(tmp_path, url, problem):
+    config = demo_config()
+    config["generation"].update(backend="openai", openai={"base_url": url})
+    with pytest.raises(
+        ConfigError, match=r"^generation\.openai\.base_url: .*" + re.escape(problem)
+    ):
+        plan_workflow(config)
+    config = demo_config()
+    config["grading"] = {"judge": {"enabled": True, "base_url": url, "model": "judge"}}
+    with pytest.raises(ConfigError, match=r"^grading\.judge\.base_url: "):
+        plan_workflow(config)
+
+
+def test_a_bad_base_url_fails_the_dry_run(tmp_path):
+    import subprocess
+
+    config = demo_config()
+    config["generation"].update(backend="openai", openai={"base_url": "localhost-8000"})
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.run(
+        [str(REPO / ".venv/bin/snakemake"), "-n", "-s", str(REPO / "Snakefile"),
+         "--configfile", str(tmp_path / "config.yaml")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    said = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert "Invalid configuration: generation.openai.base_url: 'localhost-8000' is not" in said
+    assert "Traceback" not in said
+
+
+def test_valid_server_urls_pass():
+    for url in ("http://127.0.0.1:8000/v1", "https://api.example.com/v1"):
+        config = demo_config()
+        config["generation"].update(backend="openai", openai={"base_url": url})
+        plan_workflow(config)

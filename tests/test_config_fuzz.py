@@ -93,14 +93,22 @@ def from_schema(schema: dict, depth: int = 0) -> st.SearchStrategy:
     return objects(schema, depth)
 
 
+# The plan requires http(s) URLs (plan.check_server_urls), which the schema does not say.
+URL = st.builds(lambda host, port: f"http://{host}:{port}/v1", SLUG, st.integers(1, 65535))
+
+
+def _property(name: str, schema: dict, depth: int):
+    return URL if name == "base_url" else from_schema(schema, depth)
+
+
 @st.composite
 def objects(draw, schema: dict, depth: int) -> dict:
     properties, required = schema["properties"], set(schema.get("required", ()))
     value = draw(
         st.fixed_dictionaries(
-            {k: from_schema(v, depth + 1) for k, v in properties.items() if k in required},
+            {k: _property(k, v, depth + 1) for k, v in properties.items() if k in required},
             optional={
-                k: from_schema(v, depth + 1) for k, v in properties.items() if k not in required
+                k: _property(k, v, depth + 1) for k, v in properties.items() if k not in required
             },
         )
     )
@@ -118,7 +126,7 @@ def objects(draw, schema: dict, depth: int) -> dict:
         if all(k in value and _matches(value[k], c) for k, c in condition.items()):
             for k in rule.get("then", {}).get("required", ()):
                 if k not in value:
-                    value[k] = draw(from_schema(properties[k], depth + 1))
+                    value[k] = draw(_property(k, properties[k], depth + 1))
     return value
 
 

@@ -142,7 +142,8 @@ def test_judge_table(server, tmp_path):
         }
     )
     generations = pd.DataFrame({"item_id": ["a", "b"], "response": ["1", "3"]})
-    table = make_judge(server, tmp_path).judge_table(generations, benchmark)
+    # one at a time: the script's answers go out in arrival order, which threads would shuffle
+    table = make_judge(server, tmp_path, concurrency=1).judge_table(generations, benchmark)
     assert list(table["correct"]) == [True, None]
     assert list(table["reason"]) == ["judged", "unjudged"]
     assert "full solution" in FakeEndpoint.requests[0]["messages"][1]["content"]

@@ -61,6 +61,13 @@ class Handler(BaseHTTPRequestHandler):
         server.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
         status = server.plan.pop(0) if server.plan else 200
         time.sleep(server.delay_s)
+        if status == "badjson":  # a 200 whose body is torn: a proxy, a crashed worker
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "9")
+            self.end_headers()
+            self.wfile.write(b'{"choices')
+            return
         if status != 200:
             self._send(status, {"error": {"message": f"status {status}", "code": status}})
             return
@@ -194,3 +201,61 @@ def test_reasoning_sent_apart_is_kept_in_the_response():
     body = {"choices": [{"message": message, "logprobs": {"content": content[:2]}}]}
     row = convert_response("a", body, GenerationSettings(top_k_logprobs=1), THINK)
     assert row["response"] == "<think>hm</think>"
+
+
+def test_invalid_json_and_any_5xx_are_retried_like_connection_errors():
+    stub = Stub(plan=["badjson", 501, "badjson"])
+    row = backend(stub, max_retries=3).generate(["a"], [prompt()])[0]
+    assert row["error"] is None and len(stub.requests) == 4
+    stub = Stub(plan=["badjson"] * 5)
+    row = backend(stub, max_retries=1).generate(["a"], [prompt()])[0]
+    assert row["finish_reason"] == "error" and len(stub.requests) == 2
+    assert "not a JSON object" in row["error"] and "'{\"choices'" in row["error"]
+
+
+def test_startup_check_waits_for_a_server_that_comes_up():
+    """Refused at first (still loading), then up: the check retries with backoff."""
+    import socket
+
+    with socket.socket() as probe:  # a free port, nothing listening yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late = {}
+
+    def start_later():
+        time.sleep(1.0)
+        late["stub"] = Stub.__new__(Stub)
+        ThreadingHTTPServer.__init__(late["stub"], ("127.0.0.1", port), Handler)
+        late["stub"].plan, late["stub"].delay_s, late["stub"].k = [], 0.0, 3
+        late["stub"].requests, late["stub"].headers_seen = [], []
+        late["stub"].rng = np.random.default_rng(0)
+        threading.Thread(target=late["stub"].serve_forever, daemon=True).start()
+
+    threading.Thread(target=start_later, daemon=True).start()
+    options = {"base_url": f"http://127.0.0.1:{port}/v1", "model": "stub", "api_key_env": None,
+               "backoff_s": 0.2, "startup_timeout_s": 20}  # fmt: skip
+    provenance = load_backend("openai", None, K3, options=options).provenance()
+    assert provenance["server_model"] == "smollm2-135m" and late["stub"].requests
+
+
+@pytest.mark.parametrize(
+    ("plan", "delay_s", "said"),
+    [
+        (["badjson"] * 50, 0.0, "not a JSON object: '{\"choices'"),
+        ([503] * 50, 0.0, 'HTTP 503: \'{"error": {"message": "status 503"'),
+        ([], 5.0, "timed out"),
+        ([401], 0.0, "HTTP 401"),
+    ],
+)
+def test_startup_check_fails_within_its_deadline_naming_url_and_reply(plan, delay_s, said):
+    from entropy_sentinel.backends.openai_backend import ServerUnavailable
+
+    stub = Stub(plan=plan, delay_s=delay_s)
+    started = time.monotonic()
+    with pytest.raises(ServerUnavailable) as caught:
+        backend(stub, backoff_s=0.1, startup_timeout_s=1.5, timeout_s=300).provenance()
+    assert time.monotonic() - started < 4.0  # the deadline bounds even a hung request
+    message = str(caught.value)
+    assert stub.base_url in message and said in message, message
+    if plan == [401]:
+        assert len(stub.requests) == 1  # waiting does not help a refused key

@@ -117,12 +117,34 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "inspect":
             return inspect_command(args)
+        check_out(getattr(args, "out", None))  # before any work: a refusal costs nothing
         if args.command == "score":
             return score_command(args)
         return monitor_command(args)
-    except (TrafficError, ValueError, FileNotFoundError) as error:
+    except (TrafficError, ValueError, OSError) as error:
         print(f"entropy-sentinel {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+
+
+def check_out(out: Path | None) -> None:
+    """``--out`` must be a folder this process can write into: made and tried before any work."""
+    import tempfile
+
+    from .traffic import TrafficError
+
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise TrafficError(f"--out {out}: is a file, not a folder; name a folder for the outputs")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise TrafficError(
+            f"--out {out}: cannot write there ({reason}); choose a folder you can write to"
+        ) from None
 
 
 def _estimator(path: Path):
@@ -254,9 +276,10 @@ def score_command(args) -> int:
     from .scoring import slice_table
 
     estimator = _estimator(args.estimator)
-    scored, skipped = score_logs(estimator, args.logs, _format(args))
+    skipped_at: dict[str, list[str]] = {}
+    scored, skipped = score_logs(estimator, args.logs, _format(args), skipped_at=skipped_at)
     slices = slice_table(estimator, scored)
-    _report_skipped(skipped)
+    _report_skipped(skipped, skipped_at)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(slices.drop(columns="covers").to_string(index=False))
     print(f"interval: {slices['covers'].iloc[-1]}")
@@ -265,6 +288,7 @@ def score_command(args) -> int:
         summary = {
             "responses_scored": len(scored),
             "skipped": skipped,
+            "skipped_at": skipped_at,
             "estimator": {"path": str(args.estimator), "sha256": sha256_file(args.estimator)},
             "feature_spec": estimator.feature_spec_.as_dict(),
             "logs": {str(p): sha256_file(p) for p in args.logs},
@@ -291,18 +315,22 @@ def monitor_command(args) -> int:
         out_dir=args.out,
     )
     summary = json.loads((args.out / "summary.json").read_text())
-    _report_skipped(summary["skipped"])
+    _report_skipped(summary["skipped"], summary.get("skipped_at", {}))
     print(f"{len(windows)} slice windows, {len(alerts)} alerts; see {args.out / 'monitor.html'}")
     for line in alert_lines(alerts):
         print(line, file=sys.stderr)
     return EXIT_ALERT if alerts else 0
 
 
-def _report_skipped(skipped: dict) -> None:
+def _report_skipped(skipped: dict, skipped_at: dict) -> None:
+    """Counts on one line, then where: the first few file:line of each reason."""
     left_out = {reason: n for reason, n in skipped.items() if n}
     if left_out:
         listing = ", ".join(f"{n} {reason}" for reason, n in left_out.items())
         print(f"skipped responses: {listing}", file=sys.stderr)
+        for reason in left_out:
+            for where in skipped_at.get(reason, []):
+                print(f"  skipped ({reason}) {where}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ output before rerunning it, so an upstream rerun that changes nothing that matte
 table rebuilt with the same content) would otherwise throw the generation away; with the store
 it is linked back instead of generated again. The store holds one entry per shard: no extra disk.
 
+Error rows are work left to do, never a result. A shard with some failed items is written (the
+rest of the workflow runs on its good rows) but not stored, and its parts are kept, so the next
+run of the shard sends only the failed items again (the Snakefile forces that run; see
+``pending_errors``). A shard whose items all failed is not written: its job fails.
+
 Truncated items (``finish_reason == "length"``) are kept and flagged; ``run_retry`` regenerates
 just those with a larger budget into a separate file keyed by ``item_id``.
 """
@@ -233,11 +238,73 @@ def run_items(
     if missing:
         raise RuntimeError(f"{len(missing)} items produced no row, e.g. {sorted(missing)[:3]}")
     rows = rows.set_index("item_id").loc[items["item_id"]].reset_index()
+    failed = rows[rows["error"].notna()]
+    if len(failed) and len(failed) == len(rows):
+        raise ShardFailed(
+            f"{output}: all {len(rows)} items failed; nothing is written. First error (item "
+            f"{failed['item_id'].iloc[0]}): {failed['error'].iloc[0]}. Fix the cause (is the "
+            f"server up? generation.openai.base_url?), then rerun: snakemake {output} sends "
+            "them again"
+        )
     full = {**metadata, "versions": library_versions(), "written_at": now()}
     write_parquet(rows[list(GENERATION_COLUMNS)], output, full)
+    if len(failed):  # work left to do: keep the parts, so a rerun sends only the failed items
+        _count_failed_run(output)
+        log.warning(
+            "%s: %d of %d items failed (first, item %s: %s); the shard is written with them as "
+            "error rows but not stored, and the next run (or snakemake --forcerun %s) sends "
+            "only those items again",
+            output,
+            len(failed),
+            len(rows),
+            failed["item_id"].iloc[0],
+            failed["error"].iloc[0],
+            output,
+        )
+        return rows
     shutil.rmtree(parts)
     _store(output, stored)
     return rows
+
+
+class ShardFailed(RuntimeError):
+    """Every item of a shard failed: no shard is written, its job fails."""
+
+
+def pending_errors(output: str | Path) -> bool:
+    """Does ``output`` hold error rows still to be retried? (Its parts are kept beside it.)"""
+    return Path(output).is_file() and parts_dir(output).is_dir()
+
+
+def _failed_runs_file(output: str | Path) -> Path:
+    output = Path(output)
+    return output.with_name(f".{output.stem}.failed-runs")
+
+
+def _count_failed_run(output: Path) -> None:
+    counter = _failed_runs_file(output)
+    tmp = counter.with_suffix(".tmp")
+    tmp.write_text(str(failed_runs(output) + 1))
+    tmp.replace(counter)
+
+
+def failed_runs(output: str | Path) -> int:
+    """How many runs of ``output`` ended with error rows (never reset)."""
+    try:
+        return int(_failed_runs_file(output).read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def failed_runs_param(output: str | Path):
+    """Rule generate's ``failed_runs`` parameter: a new value after each run that left error
+    rows, so Snakemake ("params changed") runs that shard again on the next invocation, and
+    the same value after a run that retried them all, so it stays done. A shard that never
+    had error rows gets a value Snakemake ignores: adding the parameter reruns nothing."""
+    from types import SimpleNamespace  # not a builtin type: Snakemake's params ignore it
+
+    count = failed_runs(output)
+    return f"runs with failed items: {count}" if count else SimpleNamespace(failed_runs=0)
 
 
 # What makes a committed row: parts made under other values are generated again.

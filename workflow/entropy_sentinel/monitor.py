@@ -24,7 +24,7 @@ import pandas as pd
 
 from .provenance import jsonable, now, sha256_file, write_json
 from .scoring import score
-from .traffic import LogFormat, TrafficError, read_log
+from .traffic import LogFormat, TrafficError, nothing_to_score, read_log
 
 WINDOWS = {"hour": "h", "day": "D"}
 
@@ -62,15 +62,26 @@ def _utc(text: str) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
-def score_logs(estimator, paths, fmt: LogFormat) -> tuple[pd.DataFrame, dict]:
-    """Scored responses of every log (with a ``log`` column) and the skipped counts."""
-    frames, skipped = [], {}
+def score_logs(
+    estimator, paths, fmt: LogFormat, *, require_time: bool = False, skipped_at: dict | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """Scored responses of every log (with a ``log`` column) and the skipped counts; the first
+    ``file:line`` of each reason go to ``skipped_at``. Refused only when nothing is left."""
+    frames, skipped, batches = [], {}, []
     for path in paths:
-        batch = read_log(path, fmt, estimator.feature_spec_.k)
-        scored = score(estimator, batch, str(path))
-        frames.append(scored.assign(log=str(path)))
+        batch = read_log(
+            path, fmt, estimator.feature_spec_.k, require_time=require_time, allow_empty=True
+        )
+        if len(batch):
+            scored = score(estimator, batch, str(path))
+            frames.append(scored.assign(log=str(path)))
+        batches.append(batch)
         for reason, count in batch.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + count
+            if skipped_at is not None:
+                skipped_at.setdefault(reason, []).extend(batch.skipped_at.get(reason, []))
+    if not sum(map(len, frames)):
+        raise TrafficError(nothing_to_score(batches, paths))
     return pd.concat(frames, ignore_index=True), skipped
 
 
@@ -164,7 +175,8 @@ def run_monitor(
     from .estimators import load_estimator
 
     estimator = load_estimator(estimator_path)
-    scored, skipped = score_logs(estimator, logs, fmt)
+    skipped_at: dict[str, list[str]] = {}
+    scored, skipped = score_logs(estimator, logs, fmt, require_time=True, skipped_at=skipped_at)
     windows = window_table(estimator, scored, window, baseline)
     alerts = find_alerts(windows, rules)
     out = Path(out_dir)
@@ -174,6 +186,7 @@ def run_monitor(
     summary = {
         "responses_scored": len(scored),
         "skipped": skipped,
+        "skipped_at": skipped_at,
         "window": window,
         "baseline": baseline.describe(),
         "rules": asdict(rules),

@@ -14,7 +14,7 @@ from pathlib import Path
 from .benchmarks.registry import get_spec
 from .benchmarks.synthetic import DOMAINS
 from .config import SCHEMA, ConfigError, validate_config
-from .generation import count_shards, parts_dir
+from .generation import count_shards, parts_dir, pending_errors
 
 __all__ = ["ConfigError", "WorkflowPlan", "plan_workflow", "sorted_keys"]
 
@@ -31,7 +31,26 @@ def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPla
     for name, settings in config["benchmarks"].items():
         check_benchmark_source(name, settings)
         check_gradable(name, settings, config.get("grading", {}))
+    check_server_urls(config)
     return WorkflowPlan(config)
+
+
+def check_server_urls(config: dict) -> None:
+    """Server URLs must be http(s) URLs: a typo would otherwise fail only when a job runs."""
+    from .backends.openai_backend import url_problem
+
+    generation = config["generation"]
+    judge = config.get("grading", {}).get("judge", {})
+    urls = {
+        "generation.openai.base_url": (generation.get("openai") or {}).get("base_url")
+        if generation["backend"] == "openai"
+        else None,
+        "grading.judge.base_url": judge.get("base_url") if judge.get("enabled") else None,
+    }
+    for key, url in urls.items():
+        problem = url is not None and url_problem(url)
+        if problem:
+            raise ConfigError(f"{key}: {problem}")
 
 
 def check_gradable(name: str, settings: dict, grading: dict) -> None:
@@ -205,6 +224,24 @@ class WorkflowPlan:
                 derived[features] = [evaluation]
             derived[evaluation] = ["results/summary.md"]
         return derived
+
+    def pending_error_files(self, root: str | Path = ".") -> list[str]:
+        """Generation files written with error rows still to retry (their parts are kept)."""
+        root = Path(root)
+        retry = self.config["generation"].get("retry_truncated", {})
+        files = []
+        for model in self.models:
+            for benchmark in self.benchmarks:
+                kinds = ["shard"]
+                chosen = retry.get("benchmarks")
+                if retry.get("enabled") and (chosen is None or benchmark in chosen):
+                    kinds.append("retry")
+                for kind in kinds:
+                    for shard in range(self.n_shards(benchmark)):
+                        path = f"results/generations/{model}/{benchmark}/{kind}-{shard}.parquet"
+                        if pending_errors(root / path):
+                            files.append(path)
+        return files
 
     def missing_intermediates(self, root: str | Path = ".") -> tuple[list[str], list[str]]:
         """Intermediate files that are missing while files made from them exist: those to

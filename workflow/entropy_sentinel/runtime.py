@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -69,3 +70,64 @@ def import_from(folder: str | Path) -> None:
         sys.path.insert(0, folder)
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != folder]
     os.environ["PYTHONPATH"] = os.pathsep.join([folder, *paths])
+
+
+def stop_jobs_on_signal(grace_s: float = 20.0) -> None:
+    """In Snakemake's main process: on SIGINT or SIGTERM, interrupt the running jobs too.
+
+    Snakemake waits for running jobs before it exits, and a job of the local executor never
+    hears the signal, so without this a generation would run to its end. Each job's Python
+    gets SIGTERM (``log_to`` turns it into ``JobInterrupted``: finished chunks are committed);
+    after ``grace_s`` whatever is left is killed. Snakemake's own handler then runs as before.
+    """
+    import threading
+
+    import psutil
+
+    def stop_children() -> None:
+        try:
+            children = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return
+        for child in children:
+            with contextlib.suppress(psutil.Error):  # shells exit when their command does
+                if child.name() not in _SHELLS:
+                    child.terminate()
+
+        def kill_rest() -> None:
+            for child in children:
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+
+        timer = threading.Timer(grace_s, kill_rest)
+        timer.daemon = True
+        timer.start()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+
+        def handler(number, frame, previous=previous):
+            stop_children()
+            if callable(previous):
+                previous(number, frame)
+            elif previous == signal.SIG_DFL and number == signal.SIGINT:
+                raise KeyboardInterrupt
+
+        try:
+            signal.signal(signum, handler)
+        except ValueError:  # not the main thread: nothing to install
+            return
+
+
+_SHELLS = {"bash", "sh", "dash", "zsh"}
+
+
+SUMMARY = "results/summary.md"
+
+
+def closing_message(targets) -> str:
+    """What a successful run made: the summary only when it was a target."""
+    targets = sorted(map(str, targets or ()))
+    if not targets or "all" in targets or "summary" in targets or SUMMARY in targets:
+        return f"Entropy Sentinel: summary written to {SUMMARY}"
+    return f"Entropy Sentinel: done: {', '.join(targets)} (no summary was asked for)"

@@ -11,6 +11,7 @@ per-response path of ``features.py`` directly.
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from .entropy import entropy_profile
@@ -22,7 +23,7 @@ from .features import (
     response_features,
     standard_features,
 )
-from .traffic import LogprobBatch, TrafficError
+from .traffic import EXAMPLES, LogprobBatch, TrafficError
 
 
 def check_scorable(estimator, batch: LogprobBatch, source: str) -> None:
@@ -89,14 +90,18 @@ def _per_response(batch: LogprobBatch, spec: FeatureSpec, rows) -> pd.DataFrame:
 def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
     """``batch.meta`` with the features and ``p_correct`` of every response it can score.
 
-    Responses whose features are undefined (NaN) are dropped and counted in
+    Responses whose features are undefined (NaN or infinite) are dropped and counted in
     ``batch.skipped["undefined features"]``.
     """
     spec = estimator.feature_spec_
     check_scorable(estimator, batch, source)
     features = batch_features(batch, spec)
-    defined = features.notna().all(axis=1).to_numpy()
+    defined = np.isfinite(features.to_numpy(dtype=np.float64)).all(axis=1)
     batch.skipped["undefined features"] = int((~defined).sum())
+    lines = batch.meta["line"].to_numpy()[~defined][:EXAMPLES]
+    batch.skipped_at["undefined features"] = [
+        f"{source}:{line}: a feature is NaN or infinite (e.g. a log-prob of -inf)" for line in lines
+    ]
     scored = pd.concat([batch.meta.reset_index(drop=True), features], axis=1)[defined]
     scored["p_correct"] = estimator.p_correct(scored[list(FEATURE_NAMES)]) if len(scored) else []
     return scored.reset_index(drop=True)

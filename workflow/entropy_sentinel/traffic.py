@@ -1,31 +1,40 @@
-"""Traffic logs: per-token log-probabilities of served responses, read in bulk.
+"""Traffic logs: per-token log-probabilities of served responses, read line by line.
 
 A log is a JSONL file of OpenAI-compatible responses (chat completions, llama-server's
 completions, or legacy completions), each either a whole line or under ``response_field`` of a
 log record that also carries the slice key and a time, or the project's generation Parquet.
 
-Reading produces a ``LogprobBatch``: one row per usable response (its slice, time and token
-count) and the steps of all of them stacked, so features are computed for every response at
-once. Chat and llama-server logs are parsed by Arrow's JSON reader with an explicit schema of
-just the needed fields (unknown fields are never materialised); legacy completions, whose
-``top_logprobs`` are objects keyed by token text, go through ``json``.
+Reading produces a ``LogprobBatch``: one row per usable response (its file line, slice, time
+and token count) and the steps of all of them stacked, so features are computed for every
+response at once. Each line is parsed on its own (``json.loads``; the log-probs by
+``openai_backend.token_steps``, the backend's own parser), so line numbers are the file's and
+a bad line costs only itself: a torn last line, invalid UTF-8, text that is not JSON, an error
+body (its message kept), empty ``choices``, no log-probs, no tokens, malformed log-probs,
+fewer than ``k`` top log-probs, and (when a time is required) a missing or garbled time are
+each counted under their own reason, with the first few ``file:line`` of each.
 
-What the estimator cannot honestly score is refused with ``TrafficError`` naming the problem,
-the file and line and the fix: fewer than ``k`` top log-probs per token, or log-probs of the
-other kind (raw vs processed). Responses without log-probs, with no tokens, or failed
-generations are counted and skipped.
+``TrafficError`` refuses what the estimator cannot honestly score, naming the problem, where
+and the fix: log-probs of the other kind (raw vs processed), a slice or time field that no
+record has, and a log with nothing left to score.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .backends.openai_backend import token_steps
+
+EXAMPLES = 5  # file:line examples kept per skip reason
+NARROW = "fewer top log-probs than k"
 
 
 class TrafficError(ValueError):
@@ -37,7 +46,8 @@ class LogprobBatch:
     """Usable responses of a log: ``meta`` (one row each) and their steps, stacked.
 
     ``offsets[i]:offsets[i + 1]`` are response i's rows of ``topk`` (steps × k, descending),
-    ``sampled`` and ``in_topk``. ``skipped`` counts the responses left out, by reason.
+    ``sampled`` and ``in_topk``. ``skipped`` counts the responses left out, by reason;
+    ``skipped_at`` holds the first few ``file:line: detail`` of each reason.
     """
 
     meta: pd.DataFrame  # line, slice, time, n_tokens
@@ -48,12 +58,19 @@ class LogprobBatch:
     logprobs_mode: str | None
     k: int | None
     skipped: dict[str, int] = field(default_factory=dict)
+    skipped_at: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.meta)
 
     def steps(self, i: int) -> slice:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
+
+    def skip(self, reason: str, where: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        examples = self.skipped_at.setdefault(reason, [])
+        if len(examples) < EXAMPLES:
+            examples.append(where)
 
 
 @dataclass(frozen=True)
@@ -66,46 +83,49 @@ class LogFormat:
     logprobs_mode: str | None = None  # declared by the user: "raw" or "processed"
 
 
-def read_log(path: str | Path, fmt: LogFormat, k: int | None) -> LogprobBatch:
+def read_log(
+    path: str | Path,
+    fmt: LogFormat,
+    k: int | None,
+    *,
+    require_time: bool = False,
+    allow_empty: bool = False,
+) -> LogprobBatch:
     """Read a JSONL traffic log or a generation Parquet into a ``LogprobBatch``.
 
-    ``k``: the top-k width the estimator was trained on (None: take the log's own). Wider logs
-    are cut to the top ``k`` (exactly what a k-wide request returns); narrower ones refused.
+    ``k``: the top-k width the estimator was trained on (None: the widest in the log). Wider
+    responses are cut to the top ``k`` (exactly what a k-wide request returns); narrower ones
+    skipped. ``require_time``: skip responses without a readable time (monitoring needs it).
+    ``allow_empty``: return an empty batch, rather than refuse a log with nothing to score.
     """
     path = Path(path)
     if not path.is_file():
         raise TrafficError(f"{path}: no such file")
     if path.suffix == ".parquet":
         return _read_generation_parquet(path, fmt, k)
-    first = _first_record(path)
-    response = _get(first, fmt.response_field) if fmt.response_field else first
-    if not isinstance(response, dict) or "choices" not in response:
-        where = f"field {fmt.response_field!r}" if fmt.response_field else "the line itself"
-        raise TrafficError(
-            f"{path}:1: {where} is not an OpenAI response (no 'choices'); point "
-            "--response-field at the response inside each log record"
-        )
-    choice = (response.get("choices") or [{}])[0]
-    legacy = isinstance((choice.get("logprobs") or {}).get("tokens"), list)
-    table = _read_python(path, fmt) if legacy else _read_arrow(path, fmt, first)
-    return _to_batch(table, path, fmt, k)
+    batch = _read_jsonl(path, fmt, k, require_time)
+    if not len(batch) and not allow_empty:
+        raise TrafficError(nothing_to_score([batch], [path]))
+    return batch
+
+
+def nothing_to_score(batches, paths) -> str:
+    """Why no response of ``paths`` can be scored: each reason, with its first lines."""
+    counts: dict[str, int] = {}
+    examples: dict[str, list[str]] = {}
+    for batch in batches:
+        for reason, n in batch.skipped.items():
+            counts[reason] = counts.get(reason, 0) + n
+            examples.setdefault(reason, []).extend(batch.skipped_at.get(reason, []))
+    names = ", ".join(map(str, paths))
+    if not any(counts.values()):
+        return f"{names}: the log is empty: no record to score"
+    reasons = "; ".join(f"{n} {reason}" for reason, n in counts.items() if n)
+    first = "\n".join(f"  {examples[r][0]}" for r, n in counts.items() if n and examples.get(r))
+    return f"{names}: nothing left to score ({reasons}). First of each:\n{first}"
 
 
 # ---------------------------------------------------------------- JSONL
-
-
-def _first_record(path: Path) -> dict:
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise TrafficError(f"{path}:{number}: not JSON ({error})") from None
-                if not isinstance(record, dict):
-                    raise TrafficError(f"{path}:{number}: a log record must be a JSON object")
-                return record
-    raise TrafficError(f"{path}: the log is empty")
 
 
 def _get(record, dotted: str | None):
@@ -116,177 +136,215 @@ def _get(record, dotted: str | None):
     return record
 
 
-_TOP = pa.struct([("token", pa.string()), ("logprob", pa.float64()), ("id", pa.int64())])
-_STEP = pa.struct(
-    [
-        ("token", pa.string()),
-        ("logprob", pa.float64()),
-        ("id", pa.int64()),
-        ("top_logprobs", pa.list_(_TOP)),
-    ]
-)
-_CHOICE = pa.struct(
-    [("finish_reason", pa.string()), ("logprobs", pa.struct([("content", pa.list_(_STEP))]))]
-)
-_RESPONSE = [("choices", pa.list_(_CHOICE)), ("created", pa.float64())]
+class _Skip(Exception):  # noqa: N818 - control flow inside _read_jsonl only
+    def __init__(self, reason: str, detail: str):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
 
 
-def _field_type(value) -> pa.DataType:
-    if isinstance(value, bool):
-        return pa.bool_()
-    if isinstance(value, int | float):
-        return pa.float64()
-    return pa.string()
-
-
-def _nest(fields: dict, dotted: str, leaf) -> None:
-    head, _, rest = dotted.partition(".")
-    if rest:
-        _nest(fields.setdefault(head, {}), rest, leaf)
-    elif head not in fields:
-        fields[head] = leaf
-
-
-def _schema(fields: dict) -> list:
-    return [
-        (name, pa.struct(_schema(value)) if isinstance(value, dict) else value)
-        for name, value in fields.items()
-    ]
-
-
-def _read_arrow(path: Path, fmt: LogFormat, first: dict) -> pa.Table:
-    import pyarrow.json as pj
-
-    fields: dict = {}
-    response = dict(_RESPONSE)
-    if fmt.response_field:
-        _nest(fields, fmt.response_field, response)
-    else:
-        fields.update(response)
-    for dotted in (fmt.slice_field, fmt.time_field):
-        if dotted:
-            _nest(fields, dotted, _field_type(_get(first, dotted)))
-    schema = pa.schema(_schema(fields))
-    options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-    try:
-        table = pj.read_json(path, parse_options=options, read_options=pj.ReadOptions(1 << 26))
-    except pa.ArrowInvalid as error:
-        raise TrafficError(f"{path}: cannot read the log as JSONL of responses: {error}") from None
-    prefix = fmt.response_field.split(".") if fmt.response_field else []
-    response_col = _column(table, prefix) if prefix else table
-    choices = _column(response_col, ["choices"])
-    choice = pc.list_element(pc.fill_null(choices, pa.scalar([{}], choices.type)), 0)
-    return pa.table(
-        {
-            "slice": _values(table, fmt.slice_field, len(table)),
-            "time": _values(table, fmt.time_field, len(table))
-            if fmt.time_field
-            else _column(response_col, ["created"]),
-            "finish_reason": pc.struct_field(choice, "finish_reason"),
-            "content": pc.struct_field(pc.struct_field(choice, "logprobs"), "content"),
-        }
-    )
-
-
-def _column(table, path: list[str]):
-    column = table.column(path[0]) if isinstance(table, pa.Table) else table
-    if not isinstance(table, pa.Table):
-        column = pc.struct_field(column, path[0])
-    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    for part in path[1:]:
-        column = pc.struct_field(column, part)
-    return column
-
-
-def _values(table: pa.Table, dotted: str | None, n: int):
-    if not dotted:
-        return pa.nulls(n, pa.string())
-    return _column(table, dotted.split("."))
-
-
-def _read_python(path: Path, fmt: LogFormat) -> pa.Table:
-    """Legacy completions (``top_logprobs`` as token -> log-prob objects), line by line."""
-    slices, times, finish, content = [], [], [], []
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
+def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -> LogprobBatch:
+    batch = LogprobBatch(
+        pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),
+        np.zeros(0, bool), fmt.logprobs_mode, k,
+    )  # fmt: skip
+    kept: list[tuple] = []  # (line, slice, time, finish_reason, steps)
+    found = {"slice": fmt.slice_field is None, "time": fmt.time_field is None}
+    seen_keys: dict[str, set] = {"slice": set(), "time": set()}
+    with open(path, "rb") as lines:
+        for number, raw in enumerate(lines, 1):
+            if not raw.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise TrafficError(f"{path}:{number}: not JSON ({error})") from None
-            response = _get(record, fmt.response_field) if fmt.response_field else record
-            choice = ((response or {}).get("choices") or [{}])[0]
-            logprobs = choice.get("logprobs") or {}
-            steps = None
-            if logprobs.get("tokens") is not None:
-                steps = [
-                    {
-                        "token": token,
-                        "logprob": lp,
-                        "id": None,
-                        "top_logprobs": [
-                            {"token": t, "logprob": v, "id": None} for t, v in (top or {}).items()
-                        ],
-                    }
-                    for token, lp, top in zip(
-                        logprobs["tokens"],
-                        logprobs["token_logprobs"],
-                        logprobs["top_logprobs"],
-                        strict=True,
-                    )
-                ]
-            slices.append(_get(record, fmt.slice_field) if fmt.slice_field else None)
-            times.append(_get(record, fmt.time_field or None) if fmt.time_field else None)
-            if not fmt.time_field:
-                times[-1] = (response or {}).get("created")
-            finish.append(choice.get("finish_reason"))
-            content.append(steps)
-    return pa.table(
-        {
-            "slice": pa.array([None if s is None else str(s) for s in slices], pa.string()),
-            "time": pa.array(times),
-            "finish_reason": pa.array(finish, pa.string()),
-            "content": pa.array(content, pa.list_(_STEP)),
-        }
-    )
+                record = _parse_line(raw)
+                response = _get(record, fmt.response_field) if fmt.response_field else record
+                steps, finish = _response_steps(response, record, fmt)
+                for kind, dotted in (("slice", fmt.slice_field), ("time", fmt.time_field)):
+                    if dotted and not found[kind]:
+                        found[kind] = _get(record, dotted) is not None
+                        if not found[kind] and len(seen_keys[kind]) < 200:
+                            seen_keys[kind].update(_keys_beside(record, dotted))
+                stamp = _time(
+                    _get(record, fmt.time_field) if fmt.time_field else response.get("created")
+                )
+                if require_time and not isinstance(stamp, float):
+                    raise _Skip(*stamp) if stamp else _Skip("no time", _time_name(fmt))
+            except _Skip as skip:
+                batch.skip(skip.reason, f"{path}:{number}: {skip.detail}")
+                continue
+            label = _slice_label(_get(record, fmt.slice_field)) if fmt.slice_field else "all"
+            when = stamp if isinstance(stamp, float) else math.nan
+            kept.append((number, label, when, finish, steps))
+    for kind, dotted in (("slice", fmt.slice_field), ("time", fmt.time_field)):
+        if kept and not found[kind]:
+            flag = "--slice-field" if kind == "slice" else "--time-field"
+            raise TrafficError(
+                f"{path}: {flag} {dotted!r} is in no record; the records have "
+                f"{sorted(seen_keys[kind]) or 'no such fields'}. Point {flag} at one of them"
+            )
+    return _stack_records(batch, kept, path, k)
 
 
-def _to_batch(table: pa.Table, path: Path, fmt: LogFormat, k: int | None) -> LogprobBatch:
-    content = table.column("content").combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(content), -1).to_numpy(zero_copy_only=False)
-    skipped = {
-        "no logprobs": int((lengths < 0).sum()),
-        "no tokens": int((lengths == 0).sum()),
-    }
-    keep = np.flatnonzero(lengths > 0)
-    lines = keep + 1  # JSONL lines are records; blank lines are rare in logs
-    content = content.take(pa.array(keep))
-    lengths = lengths[keep]
-    steps = pc.list_flatten(content)
-    tops = pc.struct_field(steps, "top_logprobs")
-    widths = pc.fill_null(pc.list_value_length(tops), 0).to_numpy(zero_copy_only=False)
-    k = _check_width(widths, lengths, lines, path, k)
-    top_lp = pc.list_flatten(tops)
-    top_values = pc.struct_field(top_lp, "logprob").to_numpy(zero_copy_only=False)
-    topk, index = _stack(top_values, widths, k)
-    sampled = pc.struct_field(steps, "logprob").to_numpy(zero_copy_only=False).astype(np.float64)
-    top_tokens = pc.struct_field(top_lp, "token")
-    top_ids = pc.struct_field(top_lp, "id")
-    in_topk = _sampled_in_topk(steps, top_tokens, top_ids, index)
-    meta = pd.DataFrame(
+def _parse_line(raw: bytes):
+    torn = not raw.endswith(b"\n")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _Skip(
+            "invalid UTF-8", f"byte {error.start} is not UTF-8 ({raw[error.start :][:4]!r})"
+        ) from None
+    try:
+        record = json.loads(text)
+    except (ValueError, RecursionError) as error:
+        if torn:
+            raise _Skip("torn last line", f"the last line ends mid-record ({error})") from None
+        raise _Skip("not JSON", str(error)[:200]) from None
+    if not isinstance(record, dict):
+        raise _Skip("not a JSON object", f"a record is a JSON object, not {type(record).__name__}")
+    return record
+
+
+def _response_steps(response, record: dict, fmt: LogFormat):
+    """The steps of a record's response and its finish reason, or ``_Skip`` saying why not."""
+    for body in (response, record):
+        if isinstance(body, dict) and "error" in body and not body.get("choices"):
+            error = body["error"]
+            message = error.get("message") if isinstance(error, dict) else error
+            raise _Skip("error body", f"the server answered with an error: {str(message)[:300]}")
+    if not isinstance(response, dict):
+        where = f"field {fmt.response_field!r}" if fmt.response_field else "the record"
+        raise _Skip("not a response", f"{where} is not an OpenAI response object")
+    choices = response.get("choices")
+    if not isinstance(choices, list):
+        where = f"field {fmt.response_field!r}" if fmt.response_field else "the line itself"
+        raise _Skip(
+            "not a response",
+            f"{where} has no 'choices' list (--response-field names the response in a record)",
+        )
+    if not choices:
+        raise _Skip("empty choices", "'choices' is empty: the response has no completion")
+    choice = choices[0]
+    if not isinstance(choice, dict):
+        raise _Skip("malformed logprobs", "choices[0] is not an object")
+    try:
+        steps = token_steps(choice)
+        if steps is not None:
+            _check_steps(steps)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
+        detail = f"{type(error).__name__}: {error}"[:200]
+        raise _Skip("malformed logprobs", f"the log-probs cannot be read ({detail})") from None
+    if steps is None:
+        raise _Skip("no logprobs", "the response carries no log-probs (request logprobs=true)")
+    if not steps.tokens:
+        raise _Skip("no tokens", "the response has no generated tokens")
+    finish = choice.get("finish_reason")
+    return steps, finish if isinstance(finish, str) else None
+
+
+_MAX_LOGPROB = 1e-3  # servers round log p = 0 to tiny positives; anything larger is not one
+
+
+def _check_steps(steps) -> None:
+    n = len(steps.tokens)
+    if len(steps.sampled_logprobs) != n or len(steps.topk_logprobs) != n:
+        raise ValueError(f"{n} tokens but {len(steps.sampled_logprobs)} log-probs")
+    for value in steps.sampled_logprobs:
+        if not value <= _MAX_LOGPROB:  # NaN fails too
+            raise ValueError(f"log-prob {value} is not a log-probability")
+    for top in steps.topk_logprobs:
+        for value in top:
+            if not value <= _MAX_LOGPROB:  # NaN fails too; -inf is padding
+                raise ValueError(f"top log-prob {value} is not a log-probability")
+
+
+def _keys_beside(record: dict, dotted: str) -> list[str]:
+    """The dotted names at ``dotted``'s level of ``record`` (what the user could have meant)."""
+    head, _, _ = dotted.rpartition(".")
+    parent = _get(record, head) if head else record
+    prefix = f"{head}." if head else ""
+    return [prefix + str(key) for key in parent] if isinstance(parent, dict) else []
+
+
+def _slice_label(value) -> str:
+    """Slice keys are text, whatever their JSON type: 3 and "3" are the same slice."""
+    if value is None:
+        return "(none)"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def _time_name(fmt: LogFormat) -> str:
+    name = fmt.time_field or "created"
+    return f"no {name!r} (point --time-field at each record's timestamp)"
+
+
+_MAX_UNIX_S = 9.2e9  # pandas' nanosecond timestamps end in 2262
+
+
+def _time(value):
+    """Unix seconds (float), None when absent, or (reason, detail) when unreadable."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return ("garbled time", f"time {value!r} is neither unix seconds nor ISO 8601")
+    if isinstance(value, int | float):
+        if math.isfinite(value) and abs(value) < _MAX_UNIX_S:
+            return float(value)
+        return ("garbled time", f"time {value!r} is out of range for unix seconds")
+    if isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return ("garbled time", f"time {value[:60]!r} is neither unix seconds nor ISO 8601")
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=UTC)
+        seconds = stamp.timestamp()
+        if abs(seconds) < _MAX_UNIX_S:
+            return seconds
+        return ("garbled time", f"time {value[:60]!r} is out of range")
+    return ("garbled time", f"time is a {type(value).__name__}, not unix seconds or ISO 8601")
+
+
+def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -> LogprobBatch:
+    """The usable records' steps, cut to the top ``k``, stacked; narrower records skipped."""
+    if k is None:  # no estimator to say: the widest the log holds
+        k = max((min(map(len, s.topk_logprobs)) for *_, s in kept), default=0) or None
+    rows, topk, sampled, in_topk, lengths = [], [], [], [], []
+    for number, label, when, finish, steps in kept:
+        narrowest = min(map(len, steps.topk_logprobs))
+        if k is None or narrowest < k:
+            batch.skip(
+                NARROW,
+                f"{path}:{number}: a token has {narrowest} top log-probs, but the estimator was "
+                f"trained on the top {k}: fewer would understate the entropy. Request "
+                f"top_logprobs={k} (vLLM: start it with --max-logprobs {k})",
+            )
+            continue
+        topk.extend(top[:k] for top in steps.topk_logprobs)
+        sampled.extend(steps.sampled_logprobs)
+        if steps.ids is not None:
+            pairs = zip(steps.ids, steps.topk_ids, strict=True)
+        else:
+            pairs = zip(steps.tokens, steps.topk_tokens, strict=True)
+        in_topk.extend(chosen in top[:k] for chosen, top in pairs)
+        lengths.append(len(steps.tokens))
+        rows.append((number, label, when, finish))
+    lines, labels, times, finish = zip(*rows, strict=True) if rows else ((), (), (), ())
+    batch.meta = pd.DataFrame(
         {
-            "line": lines,
-            "slice": _slice_labels(table.column("slice"), keep),
-            "time": _times(table.column("time"), keep, path, fmt, lines),
-            "n_tokens": lengths,
-            "finish_reason": table.column("finish_reason").take(pa.array(keep)).to_pandas(),
+            "line": np.asarray(lines, dtype=np.int64),
+            "slice": np.asarray(labels, dtype=object),
+            "time": pd.to_datetime(np.asarray(times, dtype=np.float64), unit="s", utc=True),
+            "n_tokens": np.asarray(lengths, dtype=np.int64),
+            "finish_reason": pd.Series(finish, dtype=object),
         }
     )
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    return LogprobBatch(
-        meta, offsets, topk, sampled, in_topk, fmt.logprobs_mode, k, skipped=skipped
-    )
+    batch.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    batch.topk = np.asarray(topk, dtype=np.float64).reshape(len(topk), k or 0)
+    batch.sampled = np.asarray(sampled, dtype=np.float64)
+    batch.in_topk = np.asarray(in_topk, dtype=bool)
+    batch.k = k
+    return batch
 
 
 def _stack(values: np.ndarray, widths: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -322,18 +380,6 @@ def _check_width(widths, lengths, lines, path: Path, k: int | None) -> int:
             f"top_logprobs={need} (vLLM: start it with --max-logprobs {need})"
         )
     return need
-
-
-def _sampled_in_topk(steps, top_tokens, top_ids, index: np.ndarray) -> np.ndarray:
-    """Per step: is the sampled token among its top k? By id where the server gives ids."""
-    ids = pc.struct_field(steps, "id")
-    if ids.null_count == 0 and top_ids.null_count == 0:
-        sampled = ids.to_numpy(zero_copy_only=False)
-        tops = top_ids.to_numpy(zero_copy_only=False)[index]
-        return (tops == sampled[:, None]).any(axis=1)
-    sampled = np.asarray(pc.struct_field(steps, "token").to_numpy(zero_copy_only=False))
-    tops = np.asarray(top_tokens.to_numpy(zero_copy_only=False))[index]
-    return (tops == sampled[:, None]).any(axis=1)
 
 
 def _slice_labels(column, keep) -> np.ndarray:

@@ -10,7 +10,9 @@ from entropy_sentinel.runtime import import_from  # noqa: E402
 import_from(Path(workflow.basedir) / "workflow")
 from entropy_sentinel.config import ConfigError, load_config_file  # noqa: E402
 from entropy_sentinel.cost import pending_cost_report  # noqa: E402
+from entropy_sentinel.generation import failed_runs_param  # noqa: E402
 from entropy_sentinel.plan import plan_workflow  # noqa: E402
+from entropy_sentinel.runtime import closing_message, stop_jobs_on_signal  # noqa: E402
 
 DEMO_CONFIG = "config/config.yaml"
 CONFIG_FILES = workflow.overwrite_configfiles or [DEMO_CONFIG]
@@ -50,6 +52,16 @@ if workflow.is_main_process and MISSING_SHARDS:
     print(
         f"{len(MISSING_SHARDS)} generation shard(s) are missing but their grades exist; kept "
         f"as they are. To generate them again: snakemake --forcerun {' '.join(MISSING_SHARDS)}",
+        file=sys.stderr,
+    )
+
+# Error rows are work left to do: rule generate's failed_runs parameter reruns such a shard,
+# and the rerun sends only its failed items.
+PENDING_ERRORS = PLAN.pending_error_files()
+if workflow.is_main_process and PENDING_ERRORS:
+    print(
+        f"{len(PENDING_ERRORS)} generation file(s) hold items that failed; a run sends "
+        f"those items again: {', '.join(PENDING_ERRORS)}",
         file=sys.stderr,
     )
 

@@ -20,6 +20,9 @@ rule generate:
         generation=config["generation"],
         n_shards=lambda wc: PLAN.n_shards(wc.benchmark),
         prompt=lambda wc: config["benchmarks"][wc.benchmark].get("prompt", "raw"),
+        failed_runs=lambda wc: failed_runs_param(
+            f"results/generations/{wc.model}/{wc.benchmark}/shard-{wc.shard}.parquet"
+        ),
     script:
         "../scripts/generate.py"
 
@@ -46,5 +49,8 @@ rule regenerate_truncated:
     params:
         generation=config["generation"],
         prompt=lambda wc: config["benchmarks"][wc.benchmark].get("prompt", "raw"),
+        failed_runs=lambda wc: failed_runs_param(
+            f"results/generations/{wc.model}/{wc.benchmark}/retry-{wc.shard}.parquet"
+        ),
     script:
         "../scripts/generate.py"

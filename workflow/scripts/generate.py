@@ -1,12 +1,15 @@
 """Rules generate and regenerate_truncated: responses with per-token top-k log-probabilities."""
 
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 
 from entropy_sentinel.backends import GenerationSettings, load_backend
+from entropy_sentinel.backends.openai_backend import ServerUnavailable
 from entropy_sentinel.generation import (
+    ShardFailed,
     model_settings,
     run_retry,
     run_shard,
@@ -32,23 +35,27 @@ if generation["backend"] == "openai":  # the served model is named after the con
     options["model"] = options["model"] or manifest["name"]
 else:
     options = engine_args
-backend = load_backend(
-    generation["backend"], manifest["weights_dir"], settings, snakemake.threads, options
-)
-common = dict(
-    backend=backend,
-    benchmark=pd.read_parquet(snakemake.input.benchmark),
-    chunk_size=generation.get("chunk_size", 32),
-    prompt_style=snakemake.params.prompt,
-    output=snakemake.output[0],
-    provenance=settings_provenance(manifest, settings, backend),
-)
-if retry:
-    run_retry(shard_file=snakemake.input.shard, **common)
-else:
-    run_shard(
-        shard=int(snakemake.wildcards.shard),
-        n_shards=snakemake.params.n_shards,
-        shard_size=generation.get("shard_size", 500),
-        **common,
+try:
+    backend = load_backend(
+        generation["backend"], manifest["weights_dir"], settings, snakemake.threads, options
     )
+    common = dict(
+        backend=backend,
+        benchmark=pd.read_parquet(snakemake.input.benchmark),
+        chunk_size=generation.get("chunk_size", 32),
+        prompt_style=snakemake.params.prompt,
+        output=snakemake.output[0],
+        provenance=settings_provenance(manifest, settings, backend),
+    )
+    if retry:
+        run_retry(shard_file=snakemake.input.shard, **common)
+    else:
+        run_shard(
+            shard=int(snakemake.wildcards.shard),
+            n_shards=snakemake.params.n_shards,
+            shard_size=generation.get("shard_size", 500),
+            **common,
+        )
+except (ServerUnavailable, ShardFailed) as error:  # said in full, no traceback
+    log.error("%s", error)
+    sys.exit(f"generate: {error}")

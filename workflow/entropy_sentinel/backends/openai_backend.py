@@ -2,7 +2,11 @@
 ``llama-server``, TGI, OpenAI itself) through the official ``openai`` client.
 
 Requests go out concurrently (``concurrency`` at a time, asyncio) with a per-request timeout,
-and retries with exponential backoff on connection errors, timeouts, 429 and 5xx. Each item
+and retries with exponential backoff on connection errors, timeouts, 408/409/429, 5xx and
+bodies that are not JSON. Before any item, a start-up check (``GET /models`` and one short
+request) waits for a server that is still starting, with backoff, up to
+``startup_timeout_s``; then it fails with ``ServerUnavailable`` naming the URL and what the
+server sent. Each item
 gets its own seed, derived from ``(seed, item_id)`` as in the transformers backend, so a
 resumed or re-sharded run sends the same requests. Rows come out in the order they finish and
 follow ``GENERATION_COLUMNS``; a request that still fails becomes an error row, which the next
@@ -23,8 +27,10 @@ import asyncio
 import logging
 import os
 import random
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 from . import (
     DEFAULT_REASONING_MARKERS,
@@ -37,7 +43,15 @@ from . import (
 log = logging.getLogger(__name__)
 
 ENDPOINTS = ("chat", "completions")
-RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
+RETRY_STATUS = (408, 409, 429)  # and every 5xx
+
+
+class ServerUnavailable(RuntimeError):
+    """The start-up check found no usable server; the message says where and what it sent."""
+
+
+class BadBody(ValueError):
+    """A 2xx response whose body is not a JSON object (a proxy's page, a torn reply)."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +68,15 @@ class ServerOptions:
     backoff_s: float = 1.0
     per_item_seed: bool = True
     extra_body: dict = field(default_factory=dict)
+    # not in the config schema: a new key there would change every generate job's params
+    startup_timeout_s: float = 120.0
 
     def __post_init__(self):
         if self.endpoint not in ENDPOINTS:
             raise ValueError(f"generation.openai.endpoint must be one of {ENDPOINTS}")
+        problem = url_problem(self.base_url)
+        if problem:
+            raise ValueError(f"generation.openai.base_url: {problem}")
 
     def api_key(self) -> str:
         """The key from the environment; servers that need none get a placeholder."""
@@ -122,19 +141,45 @@ class OpenAIBackend:
         }
 
     async def _probe(self) -> dict:
-        client = self._client()
-        try:
-            served = [m.id async for m in client.models.list()]
-            body = await self._request(
-                client, "probe", self._payload("probe", [{"role": "user", "content": "Hi"}], 1)
-            )
-        finally:
-            await client.close()
-        return {
-            "served_models": served,
-            "server_model": body.get("model"),
-            "system_fingerprint": body.get("system_fingerprint"),
-        }
+        """List the models and send one short request, retrying (a server still loading, a
+        refused connection, a bad reply) with backoff until ``startup_timeout_s`` has passed."""
+        o = self.options
+        deadline = time.monotonic() + o.startup_timeout_s
+        prompt = self.render_prompt([{"role": "user", "content": "Hi"}])
+        attempt, problem = 0, "no attempt"
+        while True:
+            left = deadline - time.monotonic()
+            client = self._client(timeout=max(0.1, min(o.timeout_s, left)))
+            try:
+                served = [m.id async for m in client.models.list()]
+                body = await self._request(
+                    client, "probe", self._payload("probe", prompt, 1), retries=0
+                )
+                return {
+                    "served_models": served,
+                    "server_model": body.get("model"),
+                    "system_fingerprint": body.get("system_fingerprint"),
+                }
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - reported below, with the URL
+                problem = describe_error(error)
+                if _status(error) is not None and not _retryable(error):
+                    break  # 401, 404 ...: waiting does not help
+            finally:
+                await client.close()
+            attempt += 1
+            delay = min(o.backoff_s * 2 ** min(attempt, 6), 30.0, deadline - time.monotonic())
+            if delay <= 0:
+                break
+            log.info("%s not ready (%s); retry %d in %.1fs", o.base_url, problem, attempt, delay)
+            await asyncio.sleep(delay)
+        raise ServerUnavailable(
+            f"the server at {o.base_url} did not answer the start-up check (GET /models and one "
+            f"request for model {o.model!r}) within {o.startup_timeout_s:.0f} s, "
+            f"{attempt + 1} attempts; last: {problem}. Start the server, or fix "
+            "generation.openai.base_url and model, then rerun"
+        )
 
     # ------------------------------------------------------------ generation
 
@@ -173,13 +218,13 @@ class OpenAIBackend:
         by_id = {r["item_id"]: r for r in self.stream(dict(zip(item_ids, prompts, strict=True)))}
         return [by_id[i] for i in item_ids]
 
-    def _client(self):
+    def _client(self, timeout: float | None = None):
         from openai import AsyncOpenAI
 
         return AsyncOpenAI(
             base_url=self.options.base_url,
             api_key=self.api_key,
-            timeout=self.options.timeout_s,
+            timeout=self.options.timeout_s if timeout is None else timeout,
             max_retries=0,  # retries are ours (_request), with the configured backoff
         )
 
@@ -216,30 +261,93 @@ class OpenAIBackend:
         except asyncio.CancelledError:
             raise
         except Exception as error:  # noqa: BLE001 - one bad item must not lose the shard
-            log.warning("item %s failed: %s", item_id, error)
-            return error_row(item_id, error)
+            log.warning("item %s failed: %s", item_id, describe_error(error))
+            return error_row(item_id, describe_error(error))
 
-    async def _request(self, client, item_id: str, payload: dict) -> dict:
+    async def _request(self, client, item_id: str, payload: dict, retries: int | None = None):
         """The response body as a dict, after up to ``max_retries`` retries with backoff."""
         import openai
 
+        retries = self.options.max_retries if retries is None else retries
         resource = client.chat.completions if "messages" in payload else client.completions
         extra_keys = set(payload) - _STANDARD_KEYS
         standard = {k: v for k, v in payload.items() if k not in extra_keys}
         extra = {k: payload[k] for k in extra_keys}
-        for attempt in range(self.options.max_retries + 1):
+        for attempt in range(retries + 1):
             try:
                 raw = await resource.with_raw_response.create(**standard, extra_body=extra or None)
-                return raw.http_response.json()
-            except (openai.APIConnectionError, openai.APIStatusError) as error:
-                status = getattr(error, "status_code", None)
-                retryable = status is None or status in RETRY_STATUS
-                if not retryable or attempt == self.options.max_retries:
+                return _json_body(raw.http_response)
+            except (openai.APIConnectionError, openai.APIStatusError, BadBody) as error:
+                if not _retryable(error) or attempt == retries:
                     raise
                 delay = self.options.backoff_s * 2**attempt * (0.5 + random.random() / 2)
-                log.info("item %s: %s; retry %d in %.1fs", item_id, error, attempt + 1, delay)
+                log.info(
+                    "item %s: %s; retry %d in %.1fs",
+                    item_id,
+                    describe_error(error),
+                    attempt + 1,
+                    delay,
+                )
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
+
+
+def _json_body(response) -> dict:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        raise BadBody(
+            f"HTTP {response.status_code} with a body that is not a JSON object: "
+            f"{_excerpt(response.text)}"
+        )
+    return body
+
+
+def _status(error) -> int | None:
+    return getattr(error, "status_code", None)
+
+
+def _retryable(error) -> bool:
+    """Connection errors, timeouts, bodies that are not JSON, 408/409/429 and 5xx."""
+    status = _status(error)
+    return status is None or status in RETRY_STATUS or status >= 500
+
+
+def _excerpt(text: str, limit: int = 200) -> str:
+    text = " ".join((text or "").split())
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def url_problem(url) -> str | None:
+    """Why ``url`` is not an http(s) URL of a server (None when it is one)."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(url, str) or not url.strip():
+        return f"{url!r} is not a URL; write it as http://HOST:PORT/v1"
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as error:
+        return f"{url!r} is not a valid URL ({error}); write it as http://HOST:PORT/v1"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL with a host; write it as http://HOST:PORT/v1"
+    return None
+
+
+def describe_error(error: BaseException) -> str:
+    """One line: what the server sent (status and body excerpt) or why nothing came back."""
+    import openai
+
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code}: {_excerpt(error.response.text)}"
+    if isinstance(error, openai.APITimeoutError):
+        return "the request timed out (no answer within the timeout)"
+    if isinstance(error, openai.APIConnectionError):
+        cause = error.__cause__ or error.__context__
+        return f"Connection error: {cause or error}"
+    return f"{type(error).__name__}: {error}" if not isinstance(error, BadBody) else str(error)
 
 
 _STANDARD_KEYS = {
@@ -278,18 +386,31 @@ def token_steps(choice: dict) -> TokenSteps | None:
         return None
     if logprobs.get("content") is not None:  # chat layout (llama-server uses it for both)
         content = logprobs["content"]
-        tokens = [e["token"] for e in content]
-        has_ids = all("id" in e for e in content) and all(
-            "id" in t for e in content for t in e.get("top_logprobs") or []
-        )
-        ranked = [sorted(e.get("top_logprobs") or [], key=lambda t: -t["logprob"]) for e in content]
+        tokens, ids, sampled, top_tokens, top_ids, top_lps = [], [], [], [], [], []
+        has_ids = True
+        for e in content:
+            tokens.append(e["token"])
+            sampled.append(float(e["logprob"]))
+            top = e.get("top_logprobs") or []
+            values = [float(t["logprob"]) for t in top]
+            if any(a < b for a, b in pairwise(values)):  # servers need not sort them
+                order = sorted(range(len(top)), key=values.__getitem__, reverse=True)
+                top, values = [top[i] for i in order], [values[i] for i in order]
+            top_lps.append(values)
+            top_tokens.append([t["token"] for t in top])
+            if has_ids:
+                try:
+                    ids.append(int(e["id"]))
+                    top_ids.append([int(t["id"]) for t in top])
+                except KeyError:
+                    has_ids = False
         return TokenSteps(
             tokens=tokens,
-            ids=[int(e["id"]) for e in content] if has_ids else None,
-            sampled_logprobs=[float(e["logprob"]) for e in content],
-            topk_tokens=[[t["token"] for t in r] for r in ranked],
-            topk_ids=[[int(t["id"]) for t in r] for r in ranked] if has_ids else None,
-            topk_logprobs=[[float(t["logprob"]) for t in r] for r in ranked],
+            ids=ids if has_ids else None,
+            sampled_logprobs=sampled,
+            topk_tokens=top_tokens,
+            topk_ids=top_ids if has_ids else None,
+            topk_logprobs=top_lps,
         )
     if logprobs.get("tokens") is not None:  # legacy completions: top_logprobs are dicts
         tops = [sorted((d or {}).items(), key=lambda kv: -kv[1]) for d in logprobs["top_logprobs"]]
