@@ -205,6 +205,17 @@ def test_gpu_study_finish_renders_like_the_cpu_study(tmp_path):
     assert "240 tokens" in markdown and "60.0 tok/s" in markdown  # 240 tokens in 4 s
 
 
+def study_cli(*args) -> subprocess.CompletedProcess:
+    """`python -m entropy_sentinel.study ARGS`, as a user runs it from a checkout."""
+    return subprocess.run(
+        [sys.executable, "-m", "entropy_sentinel.study", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    )
+
+
 def test_committed_features_carry_their_feature_spec():
     from entropy_sentinel.features import read_feature_spec
 
@@ -219,26 +230,17 @@ def test_leave_one_slice_out_through_the_command_line(tmp_path):
     study.mkdir()
     for name in ("features.parquet", "provenance.json"):
         (study / name).write_bytes((STUDY / name).read_bytes())
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entropy_sentinel.study",
-            "holdout",
-            str(study),
-            "--protocol",
-            "loso",
-            "--set",
-            "classifier=logistic_regression",
-            "--set",
-            "features=3D",
-            "--tag",
-            "lr3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    run = study_cli(
+        "holdout",
+        study,
+        "--protocol",
+        "loso",
+        "--set",
+        "classifier=logistic_regression",
+        "--set",
+        "features=3D",
+        "--tag",
+        "lr3",
     )
     assert run.returncode == 0, run.stderr[-3000:]
     long = pd.read_csv(study / "holdout-loso-lr3.csv")
@@ -271,21 +273,12 @@ def test_the_deployment_path_between_two_study_folders(tmp_path):
         (tmp_path / name).mkdir()
         features[rows].to_parquet(tmp_path / name / "features.parquet")
         (tmp_path / name / "provenance.json").write_bytes((STUDY / "provenance.json").read_bytes())
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "entropy_sentinel.study",
-            "transfer",
-            str(tmp_path / "study"),
-            str(tmp_path / "traffic"),
-            "--set",
-            "classifier=logistic_regression",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "PYTHONPATH": str(REPO / "workflow")},
+    run = study_cli(
+        "transfer",
+        tmp_path / "study",
+        tmp_path / "traffic",
+        "--set",
+        "classifier=logistic_regression",
     )
     assert run.returncode == 0, run.stderr[-3000:]
     long = pd.read_csv(tmp_path / "traffic" / "transfer-from-study.csv")
