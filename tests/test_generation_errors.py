@@ -84,7 +84,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def workdir_for(tmp_path: Path, server: Server, n_per_domain: int = 4, chunk: int = 4) -> Path:
-    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    from test_workflow import five_domain_demo
+
+    config = five_domain_demo()  # 5 domains: n_per_domain=40 is 200 items
     model = tmp_path / "model"
     model.mkdir(exist_ok=True)
     (model / "config.json").write_text("{}")  # the openai backend reads no weights
