@@ -389,6 +389,20 @@ def test_mutated_configs_are_rejected_by_path_or_run(files, tmp_path, record_pro
     assert outcomes["rejected"] > total // 2  # most single mutations break a config
 
 
+def dry_run(workdir: Path, config: dict) -> subprocess.CompletedProcess:
+    """`snakemake -n` on ``config`` in a fresh ``workdir``."""
+    (workdir / "config").mkdir(parents=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return subprocess.run(
+        [str(REPO / ".venv" / "bin" / "snakemake"), "-s", str(REPO / "Snakefile"), "-n"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
 def test_a_sample_agrees_with_a_real_snakemake_dry_run(files, tmp_path):
     """The Snakefile runs the same checks: a few mutated configs through `snakemake -n`."""
     verdicts = []
@@ -402,17 +416,7 @@ def test_a_sample_agrees_with_a_real_snakemake_dry_run(files, tmp_path):
             expected = None
         except ConfigError as error:
             expected = str(error)
-        workdir = tmp_path / f"run{len(verdicts)}"
-        (workdir / "config").mkdir(parents=True)
-        (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-        run = subprocess.run(
-            [str(REPO / ".venv" / "bin" / "snakemake"), "-s", str(REPO / "Snakefile"), "-n"],
-            cwd=workdir,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            env={**os.environ, "PYTHONWARNINGS": "ignore"},
-        )
+        run = dry_run(tmp_path / f"run{len(verdicts)}", config)
         output = run.stdout + run.stderr
         if expected is None:
             assert run.returncode == 0, output[-2000:]
@@ -422,15 +426,6 @@ def test_a_sample_agrees_with_a_real_snakemake_dry_run(files, tmp_path):
 
     check()
     # the demo config itself, so the sample holds an accepted config whatever the draws
-    demo = tmp_path / "demo"
-    (demo / "config").mkdir(parents=True)
-    (demo / "config" / "config.yaml").write_text((REPO / "config" / "config.yaml").read_text())
-    run = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "snakemake"), "-s", str(REPO / "Snakefile"), "-n"],
-        cwd=demo,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    run = dry_run(tmp_path / "demo", yaml.safe_load((REPO / "config" / "config.yaml").read_text()))
     assert run.returncode == 0, (run.stdout + run.stderr)[-2000:]
     assert len(verdicts) >= 6 and not all(verdicts), verdicts

@@ -171,21 +171,15 @@ def _format(args):
 
 def train_command(args) -> int:
     import pandas as pd
-    import yaml
 
-    from .config import ConfigError, validate_section
+    from .config import ConfigError, parse_settings, validate_section
     from .evaluation import clean_features, fit_deployed
     from .features import read_feature_spec
     from .provenance import read_provenance, sha256_file
 
     if args.out.suffix != ".skops" or args.out.is_dir():
         raise ValueError(f"--out {args.out}: name a .skops file to write")
-    settings = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set {item!r}: write KEY=VALUE, e.g. --set features=3D")
-        settings[key] = yaml.safe_load(value)
+    settings = parse_settings(args.set)
     for path in args.features:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such feature file")

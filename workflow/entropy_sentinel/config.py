@@ -98,6 +98,17 @@ def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> dict:
     return config
 
 
+def parse_settings(items: list[str], flag: str = "--set") -> dict:
+    """``KEY=VALUE`` strings as a mapping, each value read as YAML (``C=0.5`` is a number)."""
+    settings = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"{flag} {item!r}: write KEY=VALUE, e.g. {flag} features=3D")
+        settings[key] = yaml.safe_load(value)
+    return settings
+
+
 def validate_section(name: str, values: dict, schema_path: str | Path = SCHEMA) -> dict:
     """One top-level section (e.g. ``estimator``) checked in place and filled with the
     schema's defaults, for commands that take a section without a whole config."""

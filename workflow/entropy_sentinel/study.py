@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import validate_config
+from .config import parse_settings, validate_config
 from .evaluation import (
     auroc_failure,
     composition_study,
@@ -457,14 +457,14 @@ def main(argv: list[str] | None = None) -> None:
         if args.readme:
             update_readme(args.readme, args.out)
     elif args.command == "transfer":
-        overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+        overrides = parse_settings(args.set)
         long, table = transfer(args.source, args.target, overrides, args.jobs)
         name = Path(args.source).name
         long.to_csv(Path(args.target) / f"transfer-from-{name}.csv", index=False)
         table.to_csv(Path(args.target) / f"estimators-from-{name}.csv", index=False)
         print(table.to_string(index=False))
     elif args.command == "holdout":
-        overrides = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
+        overrides = parse_settings(args.set)
         long, table = holdout_study(
             args.study, args.protocol, tuple(args.sizes), args.per_size, overrides, args.jobs
         )
