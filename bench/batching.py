@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from capture_overhead import QUESTIONS, clock, load, machine, model_dir, sync  # noqa: E402
 
-from entropy_sentinel.backends.transformers_backend import Decoder, Request  # noqa: E402
+from entropy_sentinel.generate.backends.transformers_backend import Decoder, Request  # noqa: E402
 
 
 def requests(backend, n: int, limits: list[int]) -> list[Request]:

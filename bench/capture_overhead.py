@@ -28,8 +28,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "tests"), str(REPO / "workflow")]
 
-from entropy_sentinel.backends import GenerationSettings  # noqa: E402
-from entropy_sentinel.backends.transformers_backend import (  # noqa: E402
+from entropy_sentinel.generate.backends import GenerationSettings  # noqa: E402
+from entropy_sentinel.generate.backends.transformers_backend import (  # noqa: E402
     Decoder,
     Request,
     TransformersBackend,

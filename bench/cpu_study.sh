@@ -59,5 +59,5 @@ echo "workflow finished in $(($(date +%s) - START)) s"
 kill "${PIDS[@]}"
 # README= (empty) exports without rewriting a README block (a study the README does not show).
 README="${README-README.md}"
-"$PY" -m entropy_sentinel.study export --config "$CONFIG" --model "$MODEL" --out "$STUDY_DIR" \
+"$PY" -m entropy_sentinel.evaluate.study export --config "$CONFIG" --model "$MODEL" --out "$STUDY_DIR" \
   ${README:+--readme "$README"}

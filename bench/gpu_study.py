@@ -29,8 +29,8 @@ FEATURE_COLUMNS = ("item_id", "n_tokens", "finish_reason", "error", "response")
 
 
 def prepare(config_path: str, out: Path, first: int | None) -> None:
-    from entropy_sentinel.benchmarks import load_benchmark
-    from entropy_sentinel.models import assemble_chunks
+    from entropy_sentinel.data import load_benchmark
+    from entropy_sentinel.generate.models import assemble_chunks
 
     config = yaml.safe_load(Path(config_path).read_text())
     ((name, spec),) = config["models"].items()
@@ -58,10 +58,10 @@ def prepare(config_path: str, out: Path, first: int | None) -> None:
 
 
 def generate(prepared: Path, out: Path, max_new_tokens: int, batch_size: int, deadline_s: float):
-    from entropy_sentinel.backends import GenerationSettings, load_backend
-    from entropy_sentinel.benchmarks.prompts import build_messages
-    from entropy_sentinel.features import FEATURE_NAMES, response_features
-    from entropy_sentinel.models import _convert_gguf
+    from entropy_sentinel.data.prompts import build_messages
+    from entropy_sentinel.features.compute import FEATURE_NAMES, response_features
+    from entropy_sentinel.generate.backends import GenerationSettings, load_backend
+    from entropy_sentinel.generate.models import _convert_gguf
 
     started = time.monotonic()
     model = json.loads((prepared / "model.json").read_text())
@@ -130,10 +130,10 @@ def generate(prepared: Path, out: Path, max_new_tokens: int, batch_size: int, de
 def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
     import numpy as np
 
-    from entropy_sentinel.benchmarks import make_split
-    from entropy_sentinel.evaluation import composition_study
+    from entropy_sentinel.config.plan import plan_workflow
+    from entropy_sentinel.data import make_split
+    from entropy_sentinel.evaluate.protocol import composition_study
     from entropy_sentinel.grading import grade_table
-    from entropy_sentinel.plan import plan_workflow
     from entropy_sentinel.provenance import write_json
 
     config = yaml.safe_load(Path(config_path).read_text())
@@ -169,8 +169,8 @@ def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
 
 
 def gpu_study_provenance(generated: dict, config: dict) -> dict:
-    """The GPU run's provenance in the shape `entropy_sentinel.study` exports and renders."""
-    from entropy_sentinel.study import study_provenance
+    """The GPU run's provenance in the shape the study export writes and renders."""
+    from entropy_sentinel.evaluate.study import study_provenance
 
     timing = generated["generation_time"]
     model = generated["model"]

@@ -10,7 +10,7 @@
 #   #       carry=["build/gpu-study/benchmarks", "build/gpu-study/wheels",
 #   #              "build/gpu-study/model/part07.bin"])
 #   bench/gpu_study.sh finish FETCHED   # here: grade, estimator study -> data/studies/h200-qwen05b
-#   .venv/bin/python -m entropy_sentinel.study markdown data/studies/h200-qwen05b  # README tables
+#   .venv/bin/python -m entropy_sentinel.evaluate.study markdown data/studies/h200-qwen05b  # README tables
 #
 # Torch, transformers, pandas and pyarrow are on the GPU machine; the gguf wheel travels along.
 # `generate` stops generating at its deadline and still writes what it has (at most 64 MiB back).

@@ -11,7 +11,7 @@ import argparse
 import time
 from pathlib import Path
 
-from entropy_sentinel.benchmarks import load_benchmark
+from entropy_sentinel.data import load_benchmark
 from entropy_sentinel.grading import grade, self_consistency
 from entropy_sentinel.grading.extract import last_boxed
 from entropy_sentinel.grading.selfcheck import render_correct

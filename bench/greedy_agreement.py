@@ -24,15 +24,15 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from llama_server.server import CACHE, SERVED_NAME, LlamaServer, missing_reason, smollm2_gguf  # noqa: E402
 
-from entropy_sentinel.backends import GenerationSettings, load_backend  # noqa: E402
-from entropy_sentinel.benchmarks.prompts import build_messages  # noqa: E402
-from entropy_sentinel.benchmarks.synthetic import generate_items  # noqa: E402
-from entropy_sentinel.entropy import entropy_profile  # noqa: E402
+from entropy_sentinel.data.prompts import build_messages  # noqa: E402
+from entropy_sentinel.data.synthetic import generate_items  # noqa: E402
+from entropy_sentinel.features.entropy import entropy_profile  # noqa: E402
+from entropy_sentinel.generate.backends import GenerationSettings, load_backend  # noqa: E402
 
 
 def transformers_weights(gguf: Path) -> Path:
     """The GGUF dequantised to safetensors once, as the workflow's model fetch does."""
-    from entropy_sentinel.models import _convert_gguf
+    from entropy_sentinel.generate.models import _convert_gguf
 
     weights = CACHE / "models" / "smollm2-135m-hf"
     if not (weights / "config.json").exists():

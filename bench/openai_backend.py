@@ -27,9 +27,9 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from llama_server.server import SERVED_NAME, LlamaServer, missing_reason, smollm2_gguf  # noqa: E402
 
-from entropy_sentinel.backends import GenerationSettings, item_seed, load_backend  # noqa: E402
-from entropy_sentinel.benchmarks.prompts import build_messages  # noqa: E402
-from entropy_sentinel.benchmarks.synthetic import generate_items  # noqa: E402
+from entropy_sentinel.data.prompts import build_messages  # noqa: E402
+from entropy_sentinel.data.synthetic import generate_items  # noqa: E402
+from entropy_sentinel.generate.backends import GenerationSettings, item_seed, load_backend  # noqa: E402
 
 
 def bare_client(base_url: str, settings, prompts: dict, concurrency: int) -> int:

@@ -32,11 +32,11 @@ import pyarrow as pa  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from traffic_logs import synthetic_response  # noqa: E402
 
-from entropy_sentinel.estimators import make_estimator  # noqa: E402
-from entropy_sentinel.features import FEATURE_NAMES, FeatureSpec, response_features  # noqa: E402
-from entropy_sentinel.monitor import score_logs  # noqa: E402
-from entropy_sentinel.scoring import batch_features, slice_table  # noqa: E402
-from entropy_sentinel.traffic import LogFormat, read_log  # noqa: E402
+from entropy_sentinel.estimate.classifier import make_estimator  # noqa: E402
+from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec, response_features  # noqa: E402
+from entropy_sentinel.serve.logs import LogFormat, read_log  # noqa: E402
+from entropy_sentinel.serve.monitor import score_logs  # noqa: E402
+from entropy_sentinel.serve.scoring import batch_features, slice_table  # noqa: E402
 
 FORMAT = LogFormat("response", "tenant", "time", "raw")
 TENANTS = ("alpha", "beta", "gamma", "delta")

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from entropy_sentinel import sweep as sw
-from entropy_sentinel.simulate import synthetic_features
+from entropy_sentinel.evaluate import sweep as sw
+from entropy_sentinel.features.simulate import synthetic_features
 
 PAPER_GRID = 9 * 385 * 48
 

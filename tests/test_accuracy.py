@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entropy_sentinel import accuracy as acc
-from entropy_sentinel.evaluation import composition_study
-from entropy_sentinel.simulate import shifted_slices
+from entropy_sentinel.estimate import slice_estimators as acc
+from entropy_sentinel.evaluate.protocol import composition_study
+from entropy_sentinel.features.simulate import shifted_slices
 
 DESIGN = {
     "classifier": "logistic_regression",

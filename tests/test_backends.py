@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from entropy_sentinel.backends import GenerationSettings, marker_token_ids, reasoning_mask
-from entropy_sentinel.backends.transformers_backend import TransformersBackend
+from entropy_sentinel.generate.backends import GenerationSettings, marker_token_ids, reasoning_mask
+from entropy_sentinel.generate.backends.transformers_backend import TransformersBackend
 
 BASE = GenerationSettings(temperature=0, batch_size=1)
 ATOL = 1e-4  # float32 logprobs: batched (padded, reordered) vs unbatched
@@ -197,7 +197,7 @@ def test_markers_only_when_the_vocabulary_has_them(backend):
 @pytest.mark.parametrize("batching", ["compact", "refill"])
 def test_rows_finishing_at_different_steps(backend, batching):
     """Staggered finishes: rows are dropped (and refilled) mid-batch, outputs unchanged."""
-    from entropy_sentinel.backends.transformers_backend import Decoder, Request
+    from entropy_sentinel.generate.backends.transformers_backend import Decoder, Request
 
     tok = backend.tokenizer
     limits = [3, 17, 5, 11, 2, 20]

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entropy_sentinel.benchmarks import (
+from entropy_sentinel.data import (
     REGISTRY,
     STEM_TEN,
     build_messages,
@@ -18,8 +18,8 @@ from entropy_sentinel.benchmarks import (
     load_benchmark,
     make_split,
 )
-from entropy_sentinel.benchmarks.schema import ANSWER_TYPES, COLUMNS, validate_frame
-from entropy_sentinel.benchmarks.synthetic import DOMAINS
+from entropy_sentinel.data.schema import ANSWER_TYPES, COLUMNS, validate_frame
+from entropy_sentinel.data.synthetic import DOMAINS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "benchmarks"
@@ -297,7 +297,7 @@ def test_a_slice_field_missing_in_a_row_skips_that_row(tmp_path):
 
 
 def test_the_plan_counts_items_per_slice(tmp_path):
-    from entropy_sentinel.plan import WorkflowPlan
+    from entropy_sentinel.config.plan import WorkflowPlan
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     config["benchmarks"]["levels"] = {

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from traffic_logs import synthetic_response, write_log
 
-from entropy_sentinel.accuracy import SliceInterval
-from entropy_sentinel.estimators import make_estimator
-from entropy_sentinel.features import FEATURE_NAMES, FeatureSpec, response_features
-from entropy_sentinel.scoring import batch_features
-from entropy_sentinel.traffic import LogFormat, TrafficError, read_log
+from entropy_sentinel.estimate.classifier import make_estimator
+from entropy_sentinel.estimate.slice_estimators import SliceInterval
+from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec, response_features
+from entropy_sentinel.serve.logs import LogFormat, TrafficError, read_log
+from entropy_sentinel.serve.scoring import batch_features
 
 CLI = Path(sys.executable).parent / "entropy-sentinel"
 WRAPPED = ["--response-field", "response", "--slice-field", "tenant", "--time-field", "time"]
@@ -51,7 +51,7 @@ def estimator(tmp_path_factory) -> Path:
 
 def in_process_slices(est_path: Path, log: Path) -> pd.Series:
     """Per-slice mean p(correct) computed one record at a time through features.py."""
-    from entropy_sentinel.estimators import load_estimator
+    from entropy_sentinel.estimate.classifier import load_estimator
 
     est = load_estimator(est_path)
     rows, slices = [], []

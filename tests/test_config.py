@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from entropy_sentinel.config import ConfigError, load_config_file, validate_config
-from entropy_sentinel.plan import plan_workflow
+from entropy_sentinel.config.loading import ConfigError, load_config_file, validate_config
+from entropy_sentinel.config.plan import plan_workflow
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as fuzz_settings
 from hypothesis import strategies as st
 
-from entropy_sentinel.backends import GenerationSettings
-from entropy_sentinel.benchmarks import build_messages, load_benchmark, make_split
-from entropy_sentinel.benchmarks.synthetic import DOMAINS
-from entropy_sentinel.config import SCHEMA, ConfigError, key_path
-from entropy_sentinel.cost import pending_cost_report
-from entropy_sentinel.generation import shard_items
-from entropy_sentinel.models import fetch_model
-from entropy_sentinel.plan import plan_workflow
+from entropy_sentinel.config.cost import pending_cost_report
+from entropy_sentinel.config.loading import SCHEMA, ConfigError, key_path
+from entropy_sentinel.config.plan import plan_workflow
+from entropy_sentinel.data import build_messages, load_benchmark, make_split
+from entropy_sentinel.data.synthetic import DOMAINS
+from entropy_sentinel.generate.backends import GenerationSettings
+from entropy_sentinel.generate.models import fetch_model
+from entropy_sentinel.generate.shard import shard_items
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA_DOC = yaml.safe_load(SCHEMA.read_text())

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from entropy_sentinel.cost import (
+from entropy_sentinel.config.cost import (
     ASSUMED_TOKENS_PER_SECOND,
     estimate,
     format_table,
     pending_cost_report,
 )
-from entropy_sentinel.plan import WorkflowPlan
+from entropy_sentinel.config.plan import WorkflowPlan
 
 REPO = Path(__file__).resolve().parents[1]
 

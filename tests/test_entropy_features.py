@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from entropy_sentinel.entropy import MissingFullEntropyError, entropy_profile, stack_steps
-from entropy_sentinel.features import (
+from entropy_sentinel.features.compute import (
     ALL_FEATURES,
     FEATURE_NAMES,
     FEATURE_SETS,
@@ -25,6 +24,7 @@ from entropy_sentinel.features import (
     read_feature_spec,
     response_features,
 )
+from entropy_sentinel.features.entropy import MissingFullEntropyError, entropy_profile, stack_steps
 from entropy_sentinel.provenance import read_provenance, write_parquet
 
 WORKFLOW = Path(__file__).resolve().parents[1] / "workflow"
@@ -480,7 +480,7 @@ def test_config_schema_fills_feature_defaults_and_rejects_bad_values():
 
 
 def test_answer_features_cover_the_stated_answer_span():
-    from entropy_sentinel.features import ANSWER_FEATURES, answer_span
+    from entropy_sentinel.features.compute import ANSWER_FEATURES, answer_span
 
     generations = _generations().drop(columns=["full_entropy", "is_reasoning", "logprobs_mode"])
     table = feature_table(generations, _GRADES, _BENCHMARK, _SPLIT).set_index("item_id")

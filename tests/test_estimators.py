@@ -9,15 +9,15 @@ import pytest
 from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator
 
-from entropy_sentinel.estimators import (
+from entropy_sentinel.estimate.classifier import (
     EntropySentinel,
     FeatureSpecMismatch,
     TooFewSamplesError,
     load_estimator,
     make_estimator,
 )
-from entropy_sentinel.features import FEATURE_NAMES, FEATURE_SETS, FeatureSpec
-from entropy_sentinel.simulate import synthetic_features, true_probability
+from entropy_sentinel.features.compute import FEATURE_NAMES, FEATURE_SETS, FeatureSpec
+from entropy_sentinel.features.simulate import synthetic_features, true_probability
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
-from entropy_sentinel import evaluation as ev
-from entropy_sentinel.simulate import synthetic_features
+from entropy_sentinel.evaluate import protocol as ev
+from entropy_sentinel.features.simulate import synthetic_features
 
 SHIFTS = {"easy": -1.5, "mid_easy": -0.5, "mid_hard": 0.5, "hard": 1.5}
 
@@ -33,7 +33,7 @@ def test_metrics_match_hand_computations():
 
 
 def test_atc_hand_computed_case():
-    from entropy_sentinel.accuracy import ATCFeature, SourceFit
+    from entropy_sentinel.estimate.slice_estimators import ATCFeature, SourceFit
 
     # source: 10 rows, 4 wrong (error 0.4); correct rows have LOW scores -> sign = -1
     score = np.array([1, 2, 3, 4, 5, 6, 7, 8, 9, 10], dtype=float)
@@ -53,7 +53,7 @@ def test_atc_hand_computed_case():
 def test_atc_counts_tied_scores_in_part():
     """Tree-model probabilities tie in blocks: 1 right of 10, all ten scores equal. The tied
     block counts with weight 0.1, so ATC says 0.1 on the source, not 1 (or 0)."""
-    from entropy_sentinel.accuracy import ATCThreshold
+    from entropy_sentinel.estimate.slice_estimators import ATCThreshold
 
     y = np.arange(10) == 0
     atc = ATCThreshold.fit(np.full(10, 0.3), y)
@@ -127,7 +127,7 @@ def test_shuffled_labels_give_large_error(table):
     shuffled = table.copy()
     shuffled["correct"] = np.random.default_rng(0).permutation(shuffled["correct"].to_numpy())
     # labels no longer depend on the features, yet the evaluation uses the true labels
-    from entropy_sentinel.estimators import make_estimator
+    from entropy_sentinel.estimate.classifier import make_estimator
 
     train = shuffled[shuffled["split"] == "train"]
     est = make_estimator("logistic_regression", calibrate=True, balance=False)
@@ -145,7 +145,7 @@ def test_unknown_training_slice_is_an_error(table):
 
 
 def test_average_confidence_baseline_is_calibrated(table):
-    from entropy_sentinel.accuracy import AverageConfidence, SourceFit
+    from entropy_sentinel.estimate.slice_estimators import AverageConfidence, SourceFit
 
     train = table[table["split"] == "train"]
     src = SourceFit.labelled(train, train["correct"])
@@ -157,7 +157,7 @@ def test_summary_markdown_and_strict_json(evaluated, tmp_path):
     import json
 
     from entropy_sentinel.provenance import write_json
-    from entropy_sentinel.reports import summary_markdown
+    from entropy_sentinel.report.render import summary_markdown
 
     per_slice, m = evaluated.per_slice, dict(evaluated.metrics)
     md = summary_markdown({"toy-model": (per_slice, m)})

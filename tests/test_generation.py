@@ -7,8 +7,8 @@ import os
 import pandas as pd
 import pytest
 
-from entropy_sentinel.backends import GENERATION_COLUMNS, error_row
-from entropy_sentinel.generation import (
+from entropy_sentinel.generate.backends import GENERATION_COLUMNS, error_row
+from entropy_sentinel.generate.shard import (
     completed_parts,
     parts_dir,
     prefer_retries,

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from entropy_sentinel.gpu_slots import claim_gpu
+from entropy_sentinel.generate.gpu_slots import claim_gpu
 
 CLAIM = """
 import os, sys, time
-from entropy_sentinel.gpu_slots import claim_gpu
+from entropy_sentinel.generate.gpu_slots import claim_gpu
 slot = claim_gpu(lock_dir=sys.argv[1], timeout_s=float(sys.argv[2]), poll_s=0.05)
 print(os.environ["CUDA_VISIBLE_DEVICES"], time.monotonic(), flush=True)
 time.sleep(float(sys.argv[3]))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from entropy_sentinel.benchmarks import load_benchmark
+from entropy_sentinel.data import load_benchmark
 from entropy_sentinel.grading import GRADER_VERSION, grade, grade_table, self_consistency
 from entropy_sentinel.grading.extract import extract_answer, last_boxed
 from entropy_sentinel.grading.safety import unsafe_reason

@@ -96,9 +96,10 @@ grade("\\boxed{1}", "1", "expression")
 )
 @given(response=TEXT, reference=REFERENCES)
 def test_grade_is_total_and_bounded(response, reference):
-    start = time.perf_counter()
+    # CPU time, as the grader's deadline counts it: waiting for a busy core is not the grader's.
+    start = time.process_time()
     verdict = grade(response, reference[0], reference[1])
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     SLOWEST.append(elapsed)
     assert elapsed < 1.0, (elapsed, response[:200])
     assert verdict.correct in (True, False, None)
@@ -109,6 +110,6 @@ def test_every_adversarial_string_alone():
     grade("\\boxed{1}", "1", "expression")  # warm-up, outside the timing
     for response in ADVERSARIAL:
         for reference, answer_type in [("42", "integer"), ("\\frac{1}{2}", "expression")]:
-            start = time.perf_counter()
+            start = time.process_time()
             grade(response, reference, answer_type)
-            assert time.perf_counter() - start < 1.0, response[:80]
+            assert time.process_time() - start < 1.0, response[:80]

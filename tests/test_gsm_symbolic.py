@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from entropy_sentinel.benchmarks.gsm_symbolic import (
+from entropy_sentinel.data.gsm_symbolic import (
     SafeEvaluator,
     TemplateError,
     instantiate,
@@ -133,7 +133,7 @@ def _outer_int(expression: str) -> bool:
 
 
 def test_unreadable_templates_are_skipped_and_named(tmp_path, caplog):
-    from entropy_sentinel.benchmarks import load_benchmark
+    from entropy_sentinel.data import load_benchmark
 
     folder = tmp_path / "templates" / "p1"
     folder.mkdir(parents=True)

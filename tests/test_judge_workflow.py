@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from entropy_sentinel.generation import GENERATION_COLUMNS
+from entropy_sentinel.generate.shard import GENERATION_COLUMNS
 from entropy_sentinel.provenance import write_parquet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -142,8 +142,8 @@ def test_judge_grades_what_rules_cannot_through_the_workflow(tmp_path, judge_url
 
 
 def test_open_gpqa_without_a_judge_is_refused(tmp_path):
-    from entropy_sentinel.config import ConfigError
-    from entropy_sentinel.plan import plan_workflow
+    from entropy_sentinel.config.loading import ConfigError
+    from entropy_sentinel.config.plan import plan_workflow
 
     config = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
     config["grading"]["judge"]["enabled"] = False

@@ -17,11 +17,11 @@ import pandas as pd
 import pytest
 from llama_server.server import SERVED_NAME, SMOLLM2, LlamaServer, missing_reason, smollm2_gguf
 
-from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings, load_backend
-from entropy_sentinel.backends.openai_backend import convert_response
-from entropy_sentinel.benchmarks.synthetic import generate_items
-from entropy_sentinel.features import FEATURE_NAMES, FeatureSpec, response_features
-from entropy_sentinel.generation import parts_dir, run_items
+from entropy_sentinel.data.synthetic import generate_items
+from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec, response_features
+from entropy_sentinel.generate.backends import GENERATION_COLUMNS, GenerationSettings, load_backend
+from entropy_sentinel.generate.backends.openai_backend import convert_response
+from entropy_sentinel.generate.shard import parts_dir, run_items
 from entropy_sentinel.provenance import read_provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def write_server_log(server, path: Path, n_per_domain: int = 4) -> pd.DataFrame:
 def test_cli_on_a_log_written_by_the_server(server, tmp_path):
     from test_cli import fit_estimator
 
-    from entropy_sentinel.estimators import load_estimator
+    from entropy_sentinel.estimate.classifier import load_estimator
 
     log = tmp_path / "traffic.jsonl"
     write_server_log(server, log)

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from entropy_sentinel.benchmarks import load_benchmark
-from entropy_sentinel.config import ConfigError
-from entropy_sentinel.cost import estimate, format_table
-from entropy_sentinel.generation import model_settings
-from entropy_sentinel.models import ModelFetchError, assemble_chunks, fetch_model
-from entropy_sentinel.plan import WorkflowPlan, plan_workflow
+from entropy_sentinel.config.cost import estimate, format_table
+from entropy_sentinel.config.loading import ConfigError
+from entropy_sentinel.config.plan import WorkflowPlan, plan_workflow
+from entropy_sentinel.data import load_benchmark
+from entropy_sentinel.generate.models import ModelFetchError, assemble_chunks, fetch_model
+from entropy_sentinel.generate.shard import model_settings
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNKS = [b"GGUF" + bytes(range(50)), bytes(range(200, 256)) * 3, b"tail"]
@@ -115,7 +115,7 @@ def test_model_generation_overrides():
     assert merged["extra"]["chat_template_kwargs"] == {"a": 1, "reasoning_effort": "low"}
     assert engine_args == {"max_num_seqs": 8, "tokenizer_mode": "mistral"}
     assert settings["extra"]["chat_template_kwargs"] == {"a": 1}  # the config is not mutated
-    from entropy_sentinel.backends import GenerationSettings, render_chat
+    from entropy_sentinel.generate.backends import GenerationSettings, render_chat
 
     class Template:  # records what the chat template is called with
         chat_template = "x"

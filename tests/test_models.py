@@ -5,7 +5,7 @@ import zipfile
 
 import pytest
 
-from entropy_sentinel.models import ModelFetchError, fetch_model
+from entropy_sentinel.generate.models import ModelFetchError, fetch_model
 
 
 def test_local_directory_is_used_in_place(tiny_model, tmp_path):

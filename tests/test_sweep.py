@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entropy_sentinel import sweep as sw
-from entropy_sentinel.estimators import load_estimator
-from entropy_sentinel.simulate import synthetic_features
+from entropy_sentinel.estimate.classifier import load_estimator
+from entropy_sentinel.evaluate import sweep as sw
+from entropy_sentinel.features.simulate import synthetic_features
 
 SLICES = {"b0": -1.5, "b1": -0.5, "b2": 0.5, "b3": 1.5}
 FAST = {

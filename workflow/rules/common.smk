@@ -8,10 +8,10 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from entropy_sentinel.runtime import import_from  # noqa: E402
 
 import_from(Path(workflow.basedir) / "workflow")
-from entropy_sentinel.config import ConfigError, load_config_file  # noqa: E402
-from entropy_sentinel.cost import pending_cost_report  # noqa: E402
-from entropy_sentinel.generation import failed_runs_param  # noqa: E402
-from entropy_sentinel.plan import plan_workflow  # noqa: E402
+from entropy_sentinel.config.loading import ConfigError, load_config_file  # noqa: E402
+from entropy_sentinel.config.cost import pending_cost_report  # noqa: E402
+from entropy_sentinel.generate.shard import failed_runs_param  # noqa: E402
+from entropy_sentinel.config.plan import plan_workflow  # noqa: E402
 from entropy_sentinel.runtime import closing_message, stop_jobs_on_signal  # noqa: E402
 
 DEMO_CONFIG = "config/config.yaml"

@@ -3,7 +3,7 @@ paper's design and with the design chosen by the nested protocol."""
 
 import pandas as pd
 
-from entropy_sentinel import sweep
+from entropy_sentinel.evaluate import sweep
 from entropy_sentinel.provenance import write_json
 from entropy_sentinel.runtime import log_to
 

@@ -3,8 +3,8 @@ the held-out composition study that measures their error, coverage and worth in 
 
 import pandas as pd
 
-from entropy_sentinel.evaluation import composition_study, run_evaluation
-from entropy_sentinel.features import read_feature_spec
+from entropy_sentinel.evaluate.protocol import composition_study, run_evaluation
+from entropy_sentinel.features.compute import read_feature_spec
 from entropy_sentinel.provenance import write_json
 from entropy_sentinel.runtime import log_to
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from entropy_sentinel.features import PROVENANCE_KEY, FeatureSpec, feature_table
-from entropy_sentinel.generation import read_generations
+from entropy_sentinel.features.compute import PROVENANCE_KEY, FeatureSpec, feature_table
+from entropy_sentinel.generate.shard import read_generations
 from entropy_sentinel.provenance import now, read_provenance, write_parquet
 from entropy_sentinel.runtime import log_to
 

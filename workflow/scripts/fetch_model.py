@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from entropy_sentinel.models import fetch_model
+from entropy_sentinel.generate.models import fetch_model
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]

@@ -6,16 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from entropy_sentinel.backends import GenerationSettings, load_backend
-from entropy_sentinel.backends.openai_backend import ServerUnavailable
-from entropy_sentinel.generation import (
+from entropy_sentinel.generate.backends import GenerationSettings, load_backend
+from entropy_sentinel.generate.backends.openai_backend import ServerUnavailable
+from entropy_sentinel.generate.gpu_slots import claim_gpu
+from entropy_sentinel.generate.shard import (
     ShardFailed,
     model_settings,
     run_retry,
     run_shard,
     settings_provenance,
 )
-from entropy_sentinel.gpu_slots import claim_gpu
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from entropy_sentinel.generation import read_generations
+from entropy_sentinel.generate.shard import read_generations
 from entropy_sentinel.grading import grade_table
 from entropy_sentinel.grading.judge import judge_ungraded
 from entropy_sentinel.provenance import now, write_parquet

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from entropy_sentinel.monitor import AlertRules, Baseline, alert_lines, run_monitor
 from entropy_sentinel.runtime import log_to
-from entropy_sentinel.traffic import LogFormat
+from entropy_sentinel.serve.logs import LogFormat
+from entropy_sentinel.serve.monitor import AlertRules, Baseline, alert_lines, run_monitor
 
 snakemake = globals()["snakemake"]
 log = log_to(snakemake.log[0], "monitor", inputs=[snakemake.input.estimator])

@@ -1,6 +1,6 @@
 """Rule prepare_benchmark: normalise one benchmark and persist its train/test split."""
 
-from entropy_sentinel.benchmarks import load_benchmark, make_split
+from entropy_sentinel.data import load_benchmark, make_split
 from entropy_sentinel.provenance import frame_fingerprint, now, write_json, write_parquet
 from entropy_sentinel.runtime import log_to
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from entropy_sentinel import reports
-from entropy_sentinel.estimators import load_estimator
-from entropy_sentinel.evaluation import prediction_rows
+from entropy_sentinel.estimate.classifier import load_estimator
+from entropy_sentinel.evaluate.protocol import prediction_rows
+from entropy_sentinel.report import render as reports
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from entropy_sentinel import reports
+from entropy_sentinel.report import render as reports
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 
 from entropy_sentinel.grading.counts import grading_markdown
-from entropy_sentinel.reports import resource_usage_markdown, summary_markdown
+from entropy_sentinel.report.render import resource_usage_markdown, summary_markdown
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive

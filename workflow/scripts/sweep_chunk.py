@@ -1,6 +1,6 @@
 """Snakemake script of rule `sweep_chunk`: one model x one chunk of the estimator sweep."""
 
-from entropy_sentinel import sweep
+from entropy_sentinel.evaluate import sweep
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive

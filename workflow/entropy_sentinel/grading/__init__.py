@@ -7,9 +7,16 @@ benchmark. ``judge`` holds the optional LLM judge with the original's prompt.
 
 from __future__ import annotations
 
-from .extract import extract_answer
-from .rules import GRADER_NAME, GRADER_VERSION, TIME_LIMIT, Grade, grade, grade_table
-from .selfcheck import self_consistency
+from entropy_sentinel.grading.extract import extract_answer
+from entropy_sentinel.grading.rules import (
+    GRADER_NAME,
+    GRADER_VERSION,
+    TIME_LIMIT,
+    Grade,
+    grade,
+    grade_table,
+)
+from entropy_sentinel.grading.selfcheck import self_consistency
 
 __all__ = [
     "GRADER_NAME",

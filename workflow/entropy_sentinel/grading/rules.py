@@ -29,8 +29,8 @@ from functools import lru_cache
 import pandas as pd
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
-from .extract import extract_answer, last_boxed
-from .safety import GradingTimeout, deadline, unsafe_reason
+from entropy_sentinel.grading.extract import extract_answer, last_boxed
+from entropy_sentinel.grading.safety import GradingTimeout, deadline, unsafe_reason
 
 GRADER_NAME = "rules"
 GRADER_VERSION = "1.1"

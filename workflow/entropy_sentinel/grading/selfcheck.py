@@ -12,7 +12,7 @@ import zlib
 
 import pandas as pd
 
-from .rules import Grade, _normalise_text, _split_items, grade, to_number
+from entropy_sentinel.grading.rules import Grade, _normalise_text, _split_items, grade, to_number
 
 _STYLES = (
     "Let me work through this step by step.\n...\nSo the final answer is $\\boxed{{{answer}}}$.",

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .provenance import jsonable, now, sha256_file, write_json
-from .scoring import score
-from .traffic import LogFormat, TrafficError, nothing_to_score, read_log
+from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json
+from entropy_sentinel.serve.logs import LogFormat, TrafficError, nothing_to_score, read_log
+from entropy_sentinel.serve.scoring import score
 
 WINDOWS = {"hour": "h", "day": "D"}
 
@@ -172,7 +172,7 @@ def run_monitor(
     out_dir,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Score the logs, build the window table, find alerts and write every output."""
-    from .estimators import load_estimator
+    from entropy_sentinel.estimate.classifier import load_estimator
 
     estimator = load_estimator(estimator_path)
     skipped_at: dict[str, list[str]] = {}

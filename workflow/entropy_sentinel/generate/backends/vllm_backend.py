@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from . import (
+from entropy_sentinel.generate.backends import (
     GenerationSettings,
     error_row,
     item_seed,

@@ -24,9 +24,9 @@ import pandas as pd
 from scipy.stats import ConstantInputWarning, spearmanr
 from sklearn.metrics import roc_auc_score
 
-from .accuracy import REPORTED, EstimatorPanel, summarise_estimates
-from .estimators import EntropySentinel, estimator_from_config
-from .features import FEATURE_NAMES, FeatureSpec
+from entropy_sentinel.estimate.classifier import EntropySentinel, estimator_from_config
+from entropy_sentinel.estimate.slice_estimators import REPORTED, EstimatorPanel, summarise_estimates
+from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .generation import shard_bounds
+from entropy_sentinel.generate.shard import shard_bounds
 
 # Rough single-GPU decode throughput with many sequences in flight (7-8B model, H100 class).
 ASSUMED_TOKENS_PER_SECOND = {"vllm": 2000.0, "transformers": 150.0}
@@ -88,7 +88,7 @@ def estimate(
 
 def _nominal_items(name: str, settings: dict) -> int:
     """A registry benchmark's usual size (capped by first/limit); 0 when unknown."""
-    from .benchmarks.registry import nominal_items
+    from entropy_sentinel.data.registry import nominal_items
 
     if settings.get("source") not in ("registry", "hub"):
         return 0

@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .traffic import TrafficError
+    from entropy_sentinel.serve.logs import TrafficError
 
     try:
         if args.command == "train":
@@ -130,7 +130,7 @@ def check_out(out: Path | None) -> None:
     """``--out`` must be a folder this process can write into: made and tried before any work."""
     import tempfile
 
-    from .traffic import TrafficError
+    from entropy_sentinel.serve.logs import TrafficError
 
     if out is None:
         return
@@ -148,7 +148,7 @@ def check_out(out: Path | None) -> None:
 
 
 def _estimator(path: Path):
-    from .estimators import load_estimator
+    from entropy_sentinel.estimate.classifier import load_estimator
 
     if not path.is_file():
         raise FileNotFoundError(
@@ -159,7 +159,7 @@ def _estimator(path: Path):
 
 
 def _format(args):
-    from .traffic import LogFormat
+    from entropy_sentinel.serve.logs import LogFormat
 
     return LogFormat(
         response_field=args.response_field,
@@ -172,10 +172,10 @@ def _format(args):
 def train_command(args) -> int:
     import pandas as pd
 
-    from .config import ConfigError, parse_settings, validate_section
-    from .evaluation import clean_features, fit_deployed
-    from .features import read_feature_spec
-    from .provenance import read_provenance, sha256_file
+    from entropy_sentinel.config.loading import ConfigError, parse_settings, validate_section
+    from entropy_sentinel.evaluate.protocol import clean_features, fit_deployed
+    from entropy_sentinel.features.compute import read_feature_spec
+    from entropy_sentinel.provenance import read_provenance, sha256_file
 
     if args.out.suffix != ".skops" or args.out.is_dir():
         raise ValueError(f"--out {args.out}: name a .skops file to write")
@@ -257,7 +257,7 @@ def inspect_command(args) -> int:
 def _describe_interval(interval: dict) -> str:
     if not interval:
         return "none (point estimates only)"
-    from .accuracy import SliceInterval
+    from entropy_sentinel.estimate.slice_estimators import SliceInterval
 
     return SliceInterval.from_dict(interval).covers
 
@@ -265,9 +265,9 @@ def _describe_interval(interval: dict) -> str:
 def score_command(args) -> int:
     import pandas as pd
 
-    from .monitor import score_logs
-    from .provenance import jsonable, now, sha256_file, write_json, write_parquet
-    from .scoring import slice_table
+    from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
+    from entropy_sentinel.serve.monitor import score_logs
+    from entropy_sentinel.serve.scoring import slice_table
 
     estimator = _estimator(args.estimator)
     skipped_at: dict[str, list[str]] = {}
@@ -297,7 +297,7 @@ def score_command(args) -> int:
 
 
 def monitor_command(args) -> int:
-    from .monitor import AlertRules, Baseline, alert_lines, run_monitor
+    from entropy_sentinel.serve.monitor import AlertRules, Baseline, alert_lines, run_monitor
 
     windows, alerts = run_monitor(
         logs=args.logs,

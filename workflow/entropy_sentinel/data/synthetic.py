@@ -12,7 +12,7 @@ import random
 import zlib
 from dataclasses import dataclass
 
-from .schema import make_item
+from entropy_sentinel.data.schema import make_item
 
 NAMES = ("Ava", "Ben", "Chloe", "Diego", "Emma", "Farid", "Grace", "Hiro", "Ines", "Jonas")
 OBJECTS = ("apples", "marbles", "stickers", "books", "coins", "pencils", "shells", "cards")

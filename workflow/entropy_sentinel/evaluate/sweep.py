@@ -25,9 +25,18 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from .accuracy import ATCFeature, AverageConfidence, SourceFit, TrainAccuracy
-from .estimators import EntropySentinel, canonical_classifier, minority_count
-from .evaluation import (
+from entropy_sentinel.estimate.classifier import (
+    EntropySentinel,
+    canonical_classifier,
+    minority_count,
+)
+from entropy_sentinel.estimate.slice_estimators import (
+    ATCFeature,
+    AverageConfidence,
+    SourceFit,
+    TrainAccuracy,
+)
+from entropy_sentinel.evaluate.protocol import (
     auroc,
     brier,
     clean_features,
@@ -38,7 +47,7 @@ from .evaluation import (
     slice_labels,
     spearman,
 )
-from .features import FEATURE_NAMES, FEATURE_SETS
+from entropy_sentinel.features.compute import FEATURE_NAMES, FEATURE_SETS
 
 log = logging.getLogger(__name__)
 

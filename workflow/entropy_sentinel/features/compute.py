@@ -52,8 +52,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .entropy import ENTROPY_VARIANTS, MissingFullEntropyError, entropy_profile, stack_steps
-from .grading.extract import answer_start
+from entropy_sentinel.features.entropy import (
+    ENTROPY_VARIANTS,
+    MissingFullEntropyError,
+    entropy_profile,
+    stack_steps,
+)
+from entropy_sentinel.grading.extract import answer_start
 
 DISTRIBUTION_FEATURES = (
     "mean",
@@ -500,7 +505,7 @@ def read_feature_spec(paths: str | Path | Iterable[str | Path]) -> FeatureSpec:
 
     Unknown (None) ``k``/``logprobs_mode`` in one file is filled from the others.
     """
-    from .provenance import read_provenance
+    from entropy_sentinel.provenance import read_provenance
 
     paths = [paths] if isinstance(paths, str | Path) else list(paths)
     if not paths:

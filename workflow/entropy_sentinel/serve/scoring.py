@@ -14,16 +14,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .entropy import entropy_profile
-from .estimators import feature_names
-from .features import (
+from entropy_sentinel.estimate.classifier import feature_names
+from entropy_sentinel.features.compute import (
     ANSWER_FEATURES,
     FEATURE_NAMES,
     FeatureSpec,
     response_features,
     standard_features,
 )
-from .traffic import EXAMPLES, LogprobBatch, TrafficError
+from entropy_sentinel.features.entropy import entropy_profile
+from entropy_sentinel.serve.logs import EXAMPLES, LogprobBatch, TrafficError
 
 
 def check_scorable(estimator, batch: LogprobBatch, source: str) -> None:

@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .evaluation import auroc, reliability_curve
-from .features import FEATURE_NAMES
+from entropy_sentinel.evaluate.protocol import auroc, reliability_curve
+from entropy_sentinel.features.compute import FEATURE_NAMES
 
 
 def _fmt(value: Any, digits: int = 3) -> str:

@@ -10,9 +10,9 @@ file and wheels, engine, timing and throughput). ``results_markdown`` renders th
 section "Results on real models" from such a folder, so the README's numbers come from the
 committed data.
 
-    python -m entropy_sentinel.study export --config config/cpu-study.yaml --model qwen05b \\
-        --out data/studies/cpu-qwen05b
-    python -m entropy_sentinel.study markdown data/studies/cpu-qwen05b
+    python -m entropy_sentinel.evaluate.study export \\
+        --config config/cpu-study.yaml --model qwen05b --out data/studies/cpu-qwen05b
+    python -m entropy_sentinel.evaluate.study markdown data/studies/cpu-qwen05b
 """
 
 from __future__ import annotations
@@ -29,17 +29,28 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from .config import parse_settings, validate_config
-from .evaluation import (
+from entropy_sentinel.config.loading import parse_settings, validate_config
+from entropy_sentinel.evaluate.protocol import (
     auroc_failure,
     composition_study,
     leave_one_out,
     sampled_compositions,
     transfer_study,
 )
-from .features import ALL_FEATURES, FEATURE_NAMES, PROVENANCE_KEY, read_feature_spec
-from .generation import prefer_retries
-from .provenance import library_versions, now, read_provenance, write_json, write_parquet
+from entropy_sentinel.features.compute import (
+    ALL_FEATURES,
+    FEATURE_NAMES,
+    PROVENANCE_KEY,
+    read_feature_spec,
+)
+from entropy_sentinel.generate.shard import prefer_retries
+from entropy_sentinel.provenance import (
+    library_versions,
+    now,
+    read_provenance,
+    write_json,
+    write_parquet,
+)
 
 RESPONSE_COLUMNS = ("item_id", "response", "n_tokens", "prompt_tokens", "finish_reason", "error")
 EVALUATION_FILES = ("estimators.csv", "slices.csv", "metrics.json", "study.csv")
@@ -255,7 +266,7 @@ def _f(value, digits: int = 3) -> str:
 
 def results_markdown(study: str | Path) -> str:
     """The README section "Results on real models" for one committed study folder."""
-    from .reports import estimator_table
+    from entropy_sentinel.report.render import estimator_table
 
     study = Path(study)
     provenance = json.loads((study / "provenance.json").read_text())
@@ -419,7 +430,7 @@ def update_readme(readme_path: str | Path, study: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m entropy_sentinel.study")
+    parser = argparse.ArgumentParser(prog="python -m entropy_sentinel.evaluate.study")
     sub = parser.add_subparsers(dest="command", required=True)
     export = sub.add_parser("export", help="copy a model's results into a study folder")
     export.add_argument("--config", required=True)

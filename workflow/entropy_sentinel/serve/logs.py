@@ -31,7 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .backends.openai_backend import token_steps
+from entropy_sentinel.generate.backends.openai_backend import token_steps
 
 EXAMPLES = 5  # file:line examples kept per skip reason
 NARROW = "fewer top log-probs than k"

@@ -36,10 +36,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from .backends import GENERATION_COLUMNS, GenerationSettings
-from .benchmarks.prompts import build_messages
-from .integrity import CorruptInputError, check_file
-from .provenance import frame_fingerprint, library_versions, now, write_parquet
+from entropy_sentinel.data.prompts import build_messages
+from entropy_sentinel.generate.backends import GENERATION_COLUMNS, GenerationSettings
+from entropy_sentinel.integrity import CorruptInputError, check_file
+from entropy_sentinel.provenance import frame_fingerprint, library_versions, now, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -417,11 +417,11 @@ def settings_provenance(model_manifest: dict, settings: GenerationSettings, back
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m entropy_sentinel.generation``: one shard (or retry) outside Snakemake."""
+    """``python -m entropy_sentinel.generate.shard``: one shard (or retry) outside Snakemake."""
     import argparse
     import json
 
-    from .backends import load_backend
+    from entropy_sentinel.generate.backends import load_backend
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--weights", required=True)

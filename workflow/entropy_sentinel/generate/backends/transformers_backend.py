@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from . import (
+from entropy_sentinel.generate.backends import (
     GenerationSettings,
     error_row,
     item_seed,

@@ -45,8 +45,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .features import FEATURE_SETS, FeatureSpec
-from .provenance import jsonable
+from entropy_sentinel.features.compute import FEATURE_SETS, FeatureSpec
+from entropy_sentinel.provenance import jsonable
 
 CLASSIFIERS = ("random_forest", "logistic_regression", "mlp")
 # the original's name for the MLP, accepted as an alias
@@ -63,7 +63,7 @@ PARAM_GRIDS: dict[str, dict[str, list[Any]]] = {
 
 # Types a saved estimator may contain beyond skops' defaults; anything else refuses to load.
 TRUSTED_TYPES = (
-    "entropy_sentinel.estimators.EntropySentinel",
+    "entropy_sentinel.estimate.classifier.EntropySentinel",
     "imblearn.over_sampling._random_over_sampler.RandomOverSampler",
     "imblearn.pipeline.Pipeline",
     "sklearn.calibration._CalibratedClassifier",
@@ -366,7 +366,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         point = float(p.mean()) if p.size else float("nan")
         if self.interval_ is None:
             return SliceEstimate(point, n=int(p.size))
-        from .accuracy import SliceInterval
+        from entropy_sentinel.estimate.slice_estimators import SliceInterval
 
         return SliceInterval.from_dict(self.interval_).around(point, int(p.size))
 

@@ -11,10 +11,10 @@ import csv
 import json
 from pathlib import Path
 
-from .benchmarks.registry import get_spec
-from .benchmarks.synthetic import DOMAINS
-from .config import SCHEMA, ConfigError, validate_config
-from .generation import count_shards, parts_dir, pending_errors
+from entropy_sentinel.config.loading import SCHEMA, ConfigError, validate_config
+from entropy_sentinel.data.registry import get_spec
+from entropy_sentinel.data.synthetic import DOMAINS
+from entropy_sentinel.generate.shard import count_shards, parts_dir, pending_errors
 
 __all__ = ["ConfigError", "WorkflowPlan", "plan_workflow", "sorted_keys"]
 
@@ -37,7 +37,7 @@ def plan_workflow(config: dict, schema_path: str | Path = SCHEMA) -> WorkflowPla
 
 def check_server_urls(config: dict) -> None:
     """Server URLs must be http(s) URLs: a typo would otherwise fail only when a job runs."""
-    from .backends.openai_backend import url_problem
+    from entropy_sentinel.generate.backends.openai_backend import url_problem
 
     generation = config["generation"]
     judge = config.get("grading", {}).get("judge", {})

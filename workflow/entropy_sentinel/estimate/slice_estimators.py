@@ -56,8 +56,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.parallel import Parallel, delayed  # carries sklearn's config into workers
 from threadpoolctl import threadpool_limits
 
-from .estimators import EntropySentinel, SliceEstimate, minority_count
-from .features import FEATURE_NAMES, FeatureSpec
+from entropy_sentinel.estimate.classifier import EntropySentinel, SliceEstimate, minority_count
+from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec
 
 LEVEL = 0.9
 _EPS = 1e-6

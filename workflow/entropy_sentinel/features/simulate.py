@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .features import FEATURE_NAMES
+from entropy_sentinel.features.compute import FEATURE_NAMES
 
 INTERCEPT = 0.0
 SLOPE = -2.5  # higher max-entropy -> more likely wrong

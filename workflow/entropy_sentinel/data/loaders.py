@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..grading.extract import last_boxed
-from . import synthetic
-from .registry import BenchmarkSpec, get_spec
-from .schema import ANSWER_TYPES, content_id, make_item, to_frame
+from entropy_sentinel.data import synthetic
+from entropy_sentinel.data.registry import BenchmarkSpec, get_spec
+from entropy_sentinel.data.schema import ANSWER_TYPES, content_id, make_item, to_frame
+from entropy_sentinel.grading.extract import last_boxed
 
 log = logging.getLogger(__name__)
 
@@ -583,7 +583,7 @@ def _registry_records(spec: BenchmarkSpec, settings: Mapping) -> list[Mapping]:
         path = Path(settings["path"])
         files = _local_files(spec, path, settings)
         if not files and spec.name == "gsm_symbolic":
-            from .gsm_symbolic import instantiate_folder
+            from entropy_sentinel.data.gsm_symbolic import instantiate_folder
 
             return instantiate_folder(
                 path / "templates" if (path / "templates").is_dir() else path,

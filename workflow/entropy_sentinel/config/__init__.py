@@ -1,0 +1,1 @@
+"""Configuration: the schema's defaults, loading and validation, the plan and its cost."""

@@ -1,0 +1,1 @@
+"""Estimation: the p(correct) classifier, slice estimators and their intervals."""

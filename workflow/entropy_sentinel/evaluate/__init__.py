@@ -1,0 +1,1 @@
+"""Evaluation: the protocol, the composition sweep and studies."""

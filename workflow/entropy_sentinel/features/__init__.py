@@ -1,0 +1,1 @@
+"""Features: entropy profiles and their summary statistics."""

@@ -1,0 +1,1 @@
+"""Serving: reading traffic logs, scoring, monitoring and the command line."""
