@@ -5,6 +5,8 @@ import pandas as pd
 import pytest
 
 from entropy_sentinel.estimate import slice_estimators as acc
+from entropy_sentinel.estimate.intervals import SliceInterval
+from entropy_sentinel.evaluate import metrics
 from entropy_sentinel.evaluate.protocol import composition_study
 from entropy_sentinel.features.simulate import shifted_slices
 
@@ -45,7 +47,7 @@ def coverage_rows(shifted):
 
 
 def test_intervals_cover_under_shift_at_the_nominal_level(coverage_rows):
-    summary = acc.summarise_estimates(coverage_rows).set_index("estimator")
+    summary = metrics.summarise_estimates(coverage_rows).set_index("estimator")
     assert summary.loc["ES", "n_slices"] == 3 * 48
     for name in ("ES", "Selected", "ATC[max]", "IW-ES"):
         assert summary.loc[name, "coverage"] >= 0.85, summary.loc[name]
@@ -64,26 +66,26 @@ def test_interval_from_instance_sampling_alone_undercovers(coverage_rows):
 
 def test_conformal_margin_is_the_right_order_statistic():
     residuals = np.arange(1, 20) / 100  # 19 units
-    interval = acc.SliceInterval.from_residuals(residuals, np.full(19, 0.5), np.full(19, 1e9),
+    interval = SliceInterval.from_residuals(residuals, np.full(19, 0.5), np.full(19, 1e9),
                                                 0.9, "unit")  # fmt: skip
     # sampling variance ~0: scores are r / sqrt(shift_var); k = ceil(20 * 0.9) = 18
     assert interval.method == "split-conformal"
     assert interval.margin(0.5, 10**9) == pytest.approx(0.18, rel=1e-3)
-    few = acc.SliceInterval.from_residuals([0.1, 0.2, 0.1], [0.5] * 3, [1e9] * 3, 0.9, "unit")
+    few = SliceInterval.from_residuals([0.1, 0.2, 0.1], [0.5] * 3, [1e9] * 3, 0.9, "unit")
     assert few.method.startswith("Student-t")
-    none = acc.SliceInterval.from_residuals([0.1], [0.5], [100], 0.9, "unit")
+    none = SliceInterval.from_residuals([0.1], [0.5], [100], 0.9, "unit")
     assert none.around(0.5, 100).low == 0.0 and none.around(0.5, 100).high == 1.0
 
 
 def test_worth_n_labels_matches_hand_computed_binomial_errors():
     # E|X/n - 0.5| for n=1 is 0.5; for n=4 it is 3/16
-    assert acc.expected_label_error(1, [0.5]) == pytest.approx(0.5)
-    assert acc.expected_label_error(4, [0.5]) == pytest.approx(3 / 16)
-    assert acc.worth_n_labels(3 / 16, [0.5]) <= 4
-    assert acc.worth_n_labels(3 / 16 - 1e-9, [0.5]) > 4
-    assert acc.worth_n_labels(0.9, [0.5]) == 0
+    assert metrics.expected_label_error(1, [0.5]) == pytest.approx(0.5)
+    assert metrics.expected_label_error(4, [0.5]) == pytest.approx(3 / 16)
+    assert metrics.worth_n_labels(3 / 16, [0.5]) <= 4
+    assert metrics.worth_n_labels(3 / 16 - 1e-9, [0.5]) > 4
+    assert metrics.worth_n_labels(0.9, [0.5]) == 0
     # a perfect estimator is worth more than any finite labelling budget we search
-    assert acc.worth_n_labels(0.0, [0.3, 0.7], n_max=5000) == 5000
+    assert metrics.worth_n_labels(0.0, [0.3, 0.7], n_max=5000) == 5000
 
 
 def test_selected_is_chosen_inside_the_training_slices(shifted):
@@ -111,7 +113,7 @@ def test_single_estimator_fit_and_estimate(shifted):
 
 
 def test_pseudo_slice_intervals_say_what_they_miss():
-    interval = acc.SliceInterval.from_residuals(
+    interval = SliceInterval.from_residuals(
         [0.05, -0.02, 0.04, -0.06, 0.01], [0.5] * 5, [40] * 5, 0.9, "pseudo-slice (k-means)"
     )
     assert "may shift further" in interval.covers and "10 or more slices" in interval.covers
@@ -144,7 +146,7 @@ def test_tracking_metrics_tell_an_estimate_that_moves_from_one_that_does_not():
                         "high": 1.0,
                     }
                 )
-    table = acc.summarise_estimates(pd.DataFrame(rows)).set_index("estimator")
+    table = metrics.summarise_estimates(pd.DataFrame(rows)).set_index("estimator")
     assert table.loc["exact", "slope"] == pytest.approx(1)
     assert table.loc["exact", "spearman"] == pytest.approx(1)
     assert table.loc["exact", "diff_error_median"] == pytest.approx(0)

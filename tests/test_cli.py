@@ -17,7 +17,7 @@ import pytest
 from traffic_logs import synthetic_response, write_log
 
 from entropy_sentinel.estimate.classifier import make_estimator
-from entropy_sentinel.estimate.slice_estimators import SliceInterval
+from entropy_sentinel.estimate.intervals import SliceInterval
 from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec, response_features
 from entropy_sentinel.serve.logs import LogFormat, TrafficError, read_log
 from entropy_sentinel.serve.scoring import batch_features

@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from scipy.stats import spearmanr
 
+from entropy_sentinel.evaluate import metrics
 from entropy_sentinel.evaluate import protocol as ev
 from entropy_sentinel.features.simulate import synthetic_features
 
@@ -19,17 +20,21 @@ def table():
 def test_metrics_match_hand_computations():
     y = np.array([1, 0, 1, 1, 0], dtype=bool)
     p = np.array([0.9, 0.2, 0.6, 0.4, 0.5])
-    assert ev.brier(y, p) == pytest.approx(np.mean((p - y) ** 2))
+    assert metrics.brier(y, p) == pytest.approx(np.mean((p - y) ** 2))
     # pairs (pos, neg): 0.9>0.2, 0.9>0.5, 0.6>0.2, 0.6>0.5, 0.4>0.2, 0.4<0.5 -> 5/6
-    assert ev.auroc(y, p) == pytest.approx(5 / 6)
-    assert np.isnan(ev.auroc(np.ones(3, bool), [0.1, 0.2, 0.3]))
-    # bins: 0.9->9, 0.2->2, 0.6->6, 0.4->4, 0.5->5; each bin holds one row: ECE = mean|y - p|
-    assert ev.expected_calibration_error(y, p) == pytest.approx(np.mean(np.abs(y - p)))
-    assert ev.mae([0.5, 0.8], [0.6, 0.5]) == pytest.approx(0.2)
+    assert metrics.auroc(y, p) == pytest.approx(5 / 6)
+    assert np.isnan(metrics.auroc(np.ones(3, bool), [0.1, 0.2, 0.3]))
+    # bins: 0.9->8, 0.2->1, 0.6->5, 0.4->3, 0.5->4; each bin holds one row: ECE = mean|y - p|
+    assert metrics.expected_calibration_error(y, p) == pytest.approx(np.mean(np.abs(y - p)))
+    curve = metrics.reliability_curve(y, p)
+    assert curve["n"].tolist() == [1] * 5 and curve["bin"].tolist() == [1, 3, 4, 5, 8]
+    assert curve["accuracy"].tolist() == [0, 1, 0, 1, 1]
+    assert np.isnan(metrics.expected_calibration_error([], []))
+    assert metrics.mae([0.5, 0.8], [0.6, 0.5]) == pytest.approx(0.2)
     true, est = [0.1, 0.5, 0.3, 0.9], [0.2, 0.4, 0.35, 0.7]
-    assert ev.spearman(true, est) == pytest.approx(spearmanr(true, est).statistic)
-    assert np.isnan(ev.spearman([0.5], [0.5]))
-    assert np.isnan(ev.spearman([0.1, 0.2], [0.3, 0.3]))
+    assert metrics.spearman(true, est) == pytest.approx(spearmanr(true, est).statistic)
+    assert np.isnan(metrics.spearman([0.5], [0.5]))
+    assert np.isnan(metrics.spearman([0.1, 0.2], [0.3, 0.3]))
 
 
 def test_atc_hand_computed_case():
@@ -136,7 +141,7 @@ def test_shuffled_labels_give_large_error(table):
     for _, g in table.groupby("domain"):
         true_acc.append(g["correct"].mean())
         est_acc.append(est.estimate_accuracy(g))
-    assert ev.mae(true_acc, est_acc) > 0.15
+    assert metrics.mae(true_acc, est_acc) > 0.15
 
 
 def test_unknown_training_slice_is_an_error(table):

@@ -17,7 +17,8 @@ import pytest
 import yaml
 
 from entropy_sentinel.config.plan import plan_workflow
-from entropy_sentinel.evaluate.protocol import auroc_failure, composition_study
+from entropy_sentinel.evaluate.metrics import auroc_failure
+from entropy_sentinel.evaluate.protocol import composition_study
 from entropy_sentinel.evaluate.study import MAX_BYTES, readme_block, results_markdown
 from entropy_sentinel.features.compute import FEATURE_NAMES
 from entropy_sentinel.generate.shard import GENERATION_COLUMNS

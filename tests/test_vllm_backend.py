@@ -146,7 +146,7 @@ def fake_vllm(monkeypatch):
 
 def test_per_item_seeds_and_per_model_engine_args(fake_vllm):
     settings = GenerationSettings(top_k_logprobs=1, seed=5, extra={"vllm": {"enforce_eager": True}})
-    backend = VLLMBackend("weights", settings, engine_args={"gpu_memory_utilization": 0.5})
+    backend = VLLMBackend("weights", settings, {"gpu_memory_utilization": 0.5})
     assert fake_vllm["engine"]["gpu_memory_utilization"] == 0.5
     assert fake_vllm["engine"]["enforce_eager"] is True
     assert fake_vllm["engine"]["logprobs_mode"] == "raw_logprobs"

@@ -3,8 +3,8 @@ model's held-out estimator study side by side (all estimators against the baseli
 
 import pandas as pd
 
-from entropy_sentinel.estimate.slice_estimators import summarise_estimates
 from entropy_sentinel.evaluate import sweep
+from entropy_sentinel.evaluate.metrics import summarise_estimates
 from entropy_sentinel.runtime import log_to
 
 snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directive

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import zipfile
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from entropy_sentinel.estimate.intervals import SliceEstimate, SliceInterval
 from entropy_sentinel.features.compute import FEATURE_SETS, FeatureSpec
 from entropy_sentinel.provenance import jsonable
 
@@ -175,21 +175,6 @@ def calibrate_model(pipeline, X, y, method: str = "sigmoid", seed: int = 42):
         raise ValueError(f"unknown calibration {method!r}; expected {CALIBRATION_METHODS}")
     cv = StratifiedKFold(n_splits=min(5, minority_count(y)), shuffle=True, random_state=seed)
     return CalibratedClassifierCV(clone(pipeline), method=method, cv=cv).fit(X, y)
-
-
-@dataclass(frozen=True)
-class SliceEstimate:
-    """A slice's estimated accuracy and its interval; `covers` says what the interval is for."""
-
-    point: float
-    low: float = float("nan")
-    high: float = float("nan")
-    level: float = float("nan")
-    covers: str = "no interval"
-    n: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class EntropySentinel(ClassifierMixin, BaseEstimator):
@@ -356,7 +341,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
 
     def estimate(self, X, spec: FeatureSpec | dict | None = None) -> SliceEstimate:
         """The slice's estimated accuracy (mean p(correct)) with the stored shift-aware
-        interval (see accuracy.SliceInterval), if the estimator has one."""
+        interval (see intervals.SliceInterval), if the estimator has one."""
         self.check_spec(spec)
         return self.estimate_from_p(self.p_correct(X))
 
@@ -366,8 +351,6 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         point = float(p.mean()) if p.size else float("nan")
         if self.interval_ is None:
             return SliceEstimate(point, n=int(p.size))
-        from entropy_sentinel.estimate.slice_estimators import SliceInterval
-
         return SliceInterval.from_dict(self.interval_).around(point, int(p.size))
 
     def estimate_accuracy(self, X) -> float:

@@ -1,5 +1,5 @@
-"""Slice-level accuracy estimators, their shift-aware intervals, and the held-out study that
-measures both.
+"""Slice-level accuracy estimators and the panel that fits them, with their shift-aware
+intervals (``intervals.SliceInterval``).
 
 Every estimator answers one question: given labelled source rows and unlabelled target rows,
 what is the target slice's accuracy? They share one fit of the Entropy Sentinel classifier on
@@ -30,11 +30,6 @@ the slice-level residuals give a split-conformal margin at the nominal level (or
 few units for conformal, a Student-t prediction margin). The interval therefore covers the
 estimator's error on a *slice it was not trained on*, shift included, not only the sampling
 noise of the target rows.
-
-"Worth N labels" (``worth_n_labels``): the number n of randomly labelled items per slice whose
-sample accuracy has the same mean absolute error as the estimator, over the same slices:
-the smallest n with mean_s E|Binomial(n, a_s)/n - a_s| <= MAE, where a_s are the slices' true
-accuracies (exact binomial expectation). 0 means worse than a single label per slice.
 """
 
 from __future__ import annotations
@@ -42,21 +37,20 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.base import clone
-from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.parallel import Parallel, delayed  # carries sklearn's config into workers
 from threadpoolctl import threadpool_limits
 
-from entropy_sentinel.estimate.classifier import EntropySentinel, SliceEstimate, minority_count
+from entropy_sentinel.estimate.classifier import EntropySentinel, minority_count
+from entropy_sentinel.estimate.intervals import SliceEstimate, SliceInterval, interval_units
 from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec
 
 LEVEL = 0.9
@@ -439,111 +433,6 @@ def default_estimators(design: dict[str, Any]) -> list[SliceEstimator]:
     ]
 
 
-# ---------------------------------------------------------------- intervals
-
-
-def _binomial_var(accuracy, n) -> np.ndarray:
-    a = np.clip(np.asarray(accuracy, dtype=float), 0.05, 0.95)
-    return a * (1 - a) / np.maximum(np.asarray(n, dtype=float), 1.0)
-
-
-@dataclass(frozen=True)
-class SliceInterval:
-    """A margin around a slice estimate, learnt from held-out unit residuals.
-
-    A residual has two parts: the estimator's error under shift (variance ``shift_var``,
-    estimated from the residuals by the method of moments) and the sampling noise of the
-    slice's n rows (a(1-a)/n). Residuals are normalised by their expected scale
-    sqrt(shift_var + a(1-a)/n_unit); ``quantile`` is the conformal quantile of those scores,
-    and a target slice of n rows gets margin = quantile * sqrt(shift_var + a(1-a)/n).
-    """
-
-    quantile: float
-    shift_var: float
-    level: float
-    method: str
-    n_units: int
-    unit: str
-
-    @property
-    def covers(self) -> str:
-        text = (
-            f"{self.level:.0%} {self.method} interval for the true accuracy of a slice the "
-            f"estimator was not trained on, from leave-one-out residuals over {self.n_units} "
-            f"{self.unit}s (shift between slices and the slice's own sampling noise)"
-        )
-        if self.unit.startswith("pseudo-slice"):  # measured: 0.73-0.88 on the CPU study
-            text += (
-                "; it sees only the shift inside the training slices, and a new domain may "
-                "shift further: train on 10 or more slices for the shift between them"
-            )
-        return text
-
-    def margin(self, point: float, n: int) -> float:
-        return float(self.quantile * np.sqrt(self.shift_var + _binomial_var(point, n)))
-
-    def around(self, point: float, n: int = 0, extra: float = 0.0) -> SliceEstimate:
-        """The interval around ``point`` for a slice of ``n`` rows, ``extra`` wider each side
-        (for a target beyond where the estimator was checked)."""
-        m = self.margin(point, n) + extra
-        return SliceEstimate(
-            point, max(0.0, point - m), min(1.0, point + m), self.level, self.covers, n
-        )
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SliceInterval:
-        return cls(
-            **{k: d[k] for k in ("quantile", "shift_var", "level", "method", "n_units", "unit")}
-        )
-
-    @classmethod
-    def from_residuals(cls, residuals, points, sizes, level: float, unit: str) -> SliceInterval:
-        """Split-conformal quantile (the ceil((n+1)·level)-th smallest normalised |residual|)
-        when there are enough units; otherwise a Student-t quantile on the normalised scores
-        (assumes normal residuals); with fewer than 2 units, an interval of [0, 1]."""
-        r = np.abs(np.asarray(residuals, dtype=float))
-        n = r.size
-        if n < 2:
-            return cls(1e6, 1.0, level, "uninformative (fewer than 2 units)", n, unit)
-        sampling = _binomial_var(points, sizes)
-        shift_var = float(max(np.mean(r**2 - sampling), 1e-4))
-        scores = np.sort(r / np.sqrt(shift_var + sampling))
-        k = math.ceil((n + 1) * level)
-        if k <= n:
-            return cls(float(scores[k - 1]), shift_var, level, "split-conformal", n, unit)
-        t = stats.t.ppf((1 + level) / 2, n - 1)
-        q = float(t * np.sqrt(np.mean(scores**2)) * np.sqrt(1 + 1 / n))
-        return cls(q, shift_var, level, "Student-t (too few units for conformal)", n, unit)
-
-
-def interval_units(
-    slices: np.ndarray, X: np.ndarray, min_units: int = 10, min_rows: int = 8, seed: int = 0
-) -> tuple[np.ndarray, str]:
-    """Leave-one-out units: the training slices when there are ``min_units`` of them, else
-    k-means pseudo-slices (at least ``min_rows`` rows each) inside every training slice."""
-    names, code = np.unique(np.asarray(slices, dtype=str), return_inverse=True)
-    if len(names) >= min_units:
-        return code, "training slice"
-    Z = StandardScaler().fit_transform(X)
-    units = np.zeros(len(code), dtype=np.int64)
-    per_slice = math.ceil(min_units / len(names))
-    next_id = 0
-    for s in range(len(names)):
-        rows = np.flatnonzero(code == s)
-        k = max(1, min(per_slice, len(rows) // min_rows))
-        labels = (
-            np.zeros(len(rows), int)
-            if k == 1
-            else KMeans(k, n_init=3, random_state=seed).fit_predict(Z[rows])
-        )
-        units[rows] = next_id + labels
-        next_id += k
-    return units, "pseudo-slice (k-means cluster of a training slice)"
-
-
 # ---------------------------------------------------------------- the panel
 
 
@@ -690,106 +579,3 @@ class EstimatorPanel:
                 else SliceEstimate(points[name], n=len(X))
             )
         return out
-
-
-# ---------------------------------------------------------------- summaries
-
-
-def expected_label_error(n: int, accuracy: np.ndarray) -> float:
-    """mean_s E|Binomial(n, a_s)/n - a_s|: the MAE of estimating each slice from n labels
-    (exact up to n = 2000, then the normal approximation sqrt(2 a (1-a) / (pi n)))."""
-    if n > 2000:
-        a = np.asarray(accuracy, dtype=float)
-        return float(np.mean(np.sqrt(2 * a * (1 - a) / (np.pi * n))))
-    k = np.arange(n + 1)
-    a = np.asarray(accuracy, dtype=float)
-    pmf = stats.binom.pmf(k[None, :], n, a[:, None])
-    return float(np.mean((pmf * np.abs(k[None, :] / n - a[:, None])).sum(axis=1)))
-
-
-def worth_n_labels(mae: float, accuracy, n_max: int = 10_000) -> int:
-    """The smallest n whose random-label MAE is <= ``mae`` (see the module docstring); 0 when a
-    single label per slice does better, n_max when it needs more."""
-    a = np.asarray(accuracy, dtype=float)
-    if not np.isfinite(mae) or a.size == 0:
-        return 0
-    if expected_label_error(1, a) <= mae:
-        return 0 if expected_label_error(1, a) < mae else 1
-    lo, hi = 1, n_max
-    if expected_label_error(hi, a) > mae:
-        return n_max
-    while hi - lo > 1:  # the binomial MAE falls with n up to small ripples
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if expected_label_error(mid, a) > mae else (lo, mid)
-    return hi
-
-
-def tracking(true, point) -> tuple[float, float]:
-    """(slope, Spearman) of estimated on true accuracy: does the estimate move with the truth?
-    A constant estimate has slope 0; NaN where the truth does not vary."""
-    true, point = np.asarray(true, dtype=float), np.asarray(point, dtype=float)
-    if true.size < 2 or np.ptp(true) == 0:
-        return float("nan"), float("nan")
-    slope = float(np.polyfit(true, point, 1)[0])
-    if np.ptp(point) == 0:
-        return slope, float("nan")
-    return slope, float(stats.spearmanr(true, point).statistic)
-
-
-def difference_error(d: pd.DataFrame) -> float:
-    """Mean over pairs of slices of one composition of |estimated - true difference|: how
-    wrong a comparison of two slices is (a constant estimate says every difference is 0)."""
-    true, point = d["true"].to_numpy(float), d["point"].to_numpy(float)
-    i, j = np.triu_indices(len(true), k=1)
-    if not i.size:
-        return float("nan")
-    return float(np.mean(np.abs((point[i] - point[j]) - (true[i] - true[j]))))
-
-
-def summarise_estimates(long: pd.DataFrame) -> pd.DataFrame:
-    """Per estimator: median MAE over compositions, pooled MAE, measured coverage, median
-    interval width, worth-N-labels, the share of compositions where it beats ATC[max], and
-    whether it tracks the truth: slope and Spearman of estimated on true accuracy over every
-    held-out slice, and the median over compositions of the error of a difference between
-    two held-out slices.
-
-    ``long`` has one row per (composition, slice, estimator): estimator, composition, true,
-    point, low, high."""
-    long = long.assign(
-        abs_error=(long["point"] - long["true"]).abs(),
-        covered=(long["low"] <= long["true"]) & (long["true"] <= long["high"]),
-        width=long["high"] - long["low"],
-    )
-    per_comp = long.groupby(["estimator", "composition"])["abs_error"].mean().unstack(0)
-    rows = []
-    for name, d in long.groupby("estimator", sort=False):
-        comp_mae = per_comp[name]
-        beats = (
-            float((comp_mae < per_comp["ATC[max]"]).mean()) if "ATC[max]" in per_comp else np.nan
-        )
-        mae = float(d["abs_error"].mean())
-        slope, rho = tracking(d["true"], d["point"])
-        diff = d.groupby("composition").apply(difference_error, include_groups=False)
-        if diff.isna().all():  # one held-out slice per composition (leave one out): pool them
-            diff = pd.Series([difference_error(d)])
-        rows.append(
-            {
-                "estimator": name,
-                "mae_median": float(comp_mae.median()),
-                "mae": mae,
-                "coverage": float(d["covered"].mean()) if d["low"].notna().any() else np.nan,
-                "width_median": float(d["width"].median()),
-                "worth_n_labels": worth_n_labels(mae, d["true"].to_numpy()),
-                "beats_atc_max": beats,
-                "slope": slope,
-                "spearman": rho,
-                "diff_error_median": float(diff.median()),
-                "n_compositions": int(comp_mae.notna().sum()),
-                "n_slices": len(d),
-            }
-        )
-    order = {n: i for i, n in enumerate(REPORTED)}
-    out = pd.DataFrame(rows)
-    return out.sort_values("estimator", key=lambda s: s.map(order).fillna(99)).reset_index(
-        drop=True
-    )

@@ -14,18 +14,23 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import ConstantInputWarning, spearmanr
-from sklearn.metrics import roc_auc_score
 
 from entropy_sentinel.estimate.classifier import EntropySentinel, estimator_from_config
-from entropy_sentinel.estimate.slice_estimators import REPORTED, EstimatorPanel, summarise_estimates
+from entropy_sentinel.estimate.slice_estimators import REPORTED, EstimatorPanel
+from entropy_sentinel.evaluate.metrics import (
+    auroc,
+    brier,
+    expected_calibration_error,
+    mae,
+    spearman,
+    summarise_estimates,
+)
 from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec
 
 log = logging.getLogger(__name__)
@@ -71,84 +76,6 @@ def protocol_masks(
     in_train_slice = slices.isin(list(train_slices)).to_numpy()
     is_train = (split.astype(str) == "train").to_numpy()
     return in_train_slice & is_train, ~(in_train_slice & is_train)
-
-
-# ---------------------------------------------------------------- metrics
-
-
-def abs_errors(true_acc, est_acc) -> np.ndarray:
-    """Absolute estimation error (AEE) per slice."""
-    return np.abs(np.asarray(est_acc, dtype=float) - np.asarray(true_acc, dtype=float))
-
-
-def mae(true_acc, est_acc) -> float:
-    """Mean absolute estimation error over slices."""
-    err = abs_errors(true_acc, est_acc)
-    return float(np.mean(err)) if err.size else float("nan")
-
-
-def spearman(true_acc, est_acc) -> float:
-    """Spearman rho over slices; NaN with fewer than 2 slices or constant input."""
-    true_acc = np.asarray(true_acc, dtype=float)
-    est_acc = np.asarray(est_acc, dtype=float)
-    if true_acc.size < 2 or np.ptp(true_acc) == 0 or np.ptp(est_acc) == 0:
-        return float("nan")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConstantInputWarning)
-        return float(spearmanr(true_acc, est_acc).statistic)
-
-
-def auroc(y, p) -> float:
-    """Per-response AUROC of p(correct) against correctness; NaN for one-class slices."""
-    y = np.asarray(y, dtype=bool)
-    if y.size == 0 or y.all() or not y.any():
-        return float("nan")
-    return float(roc_auc_score(y, np.asarray(p, dtype=float)))
-
-
-def auroc_failure(y, score) -> float:
-    """AUROC of a score for detecting failures (higher score = more likely wrong)."""
-    return auroc(~np.asarray(y, dtype=bool), score)
-
-
-def brier(y, p) -> float:
-    """Brier score of p(correct)."""
-    y = np.asarray(y, dtype=float)
-    return float(np.mean((np.asarray(p, dtype=float) - y) ** 2)) if y.size else float("nan")
-
-
-def expected_calibration_error(y, p, n_bins: int = 10) -> float:
-    """ECE with equal-width bins on [0, 1], weighted by bin size."""
-    y = np.asarray(y, dtype=float)
-    p = np.asarray(p, dtype=float)
-    if y.size == 0:
-        return float("nan")
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    gap = np.abs(
-        np.bincount(bins, weights=y, minlength=n_bins) - np.bincount(bins, p, minlength=n_bins)
-    )
-    return float(gap.sum() / count.sum())
-
-
-def reliability_curve(y, p, n_bins: int = 10) -> pd.DataFrame:
-    """Per-bin mean confidence, accuracy and count (empty bins dropped)."""
-    y = np.asarray(y, dtype=float)
-    p = np.asarray(p, dtype=float)
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
-    count = np.bincount(bins, minlength=n_bins)
-    keep = count > 0
-    return pd.DataFrame(
-        {
-            "bin": np.arange(n_bins)[keep],
-            "confidence": np.bincount(bins, p, n_bins)[keep] / count[keep],
-            "accuracy": np.bincount(bins, y, n_bins)[keep] / count[keep],
-            "n": count[keep],
-        }
-    )
-
-
-# ---------------------------------------------------------------- the evaluation protocol
 
 
 def design_from_config(cfg: dict[str, Any]) -> dict[str, Any]:

@@ -30,8 +30,8 @@ import pandas as pd
 import yaml
 
 from entropy_sentinel.config.loading import parse_settings, validate_config
+from entropy_sentinel.evaluate.metrics import auroc_failure
 from entropy_sentinel.evaluate.protocol import (
-    auroc_failure,
     composition_study,
     leave_one_out,
     sampled_compositions,

@@ -36,16 +36,13 @@ from entropy_sentinel.estimate.slice_estimators import (
     SourceFit,
     TrainAccuracy,
 )
+from entropy_sentinel.evaluate.metrics import auroc, brier, expected_calibration_error, spearman
 from entropy_sentinel.evaluate.protocol import (
-    auroc,
-    brier,
     clean_features,
     compositions,
-    expected_calibration_error,
     protocol_masks,
     run_evaluation,
     slice_labels,
-    spearman,
 )
 from entropy_sentinel.features.compute import FEATURE_NAMES, FEATURE_SETS
 

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from entropy_sentinel.evaluate.protocol import auroc, reliability_curve
+from entropy_sentinel.evaluate.metrics import auroc, reliability_curve
 from entropy_sentinel.features.compute import FEATURE_NAMES
 
 

@@ -257,7 +257,7 @@ def inspect_command(args) -> int:
 def _describe_interval(interval: dict) -> str:
     if not interval:
         return "none (point estimates only)"
-    from entropy_sentinel.estimate.slice_estimators import SliceInterval
+    from entropy_sentinel.estimate.intervals import SliceInterval
 
     return SliceInterval.from_dict(interval).covers
 

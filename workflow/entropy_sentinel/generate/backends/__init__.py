@@ -1,188 +1,59 @@
 """Generation backends: produce responses with per-step top-k log-probabilities.
 
-Every backend yields the same row layout (``GENERATION_COLUMNS``) so that later stages do not
-care which engine produced a file.
-"""
+Every backend implements ``base.Backend`` and is built by ``load_backend`` from the same
+arguments; its module is imported only when chosen (vLLM is an optional extra)."""
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import importlib
 
-GENERATION_COLUMNS = (
-    "item_id",
-    "prompt_tokens",
-    "response",
-    "token_ids",  # list[int]: generated ids, EOS included
-    "sampled_logprobs",  # list[float]: log p(y_t) of each generated token
-    "topk_token_ids",  # list[list[int]]: k ids per step
-    "topk_logprobs",  # list[list[float]]: k log-probs per step, descending
-    "full_entropy",  # list[float]: full-vocabulary entropy per step (null where unavailable)
-    "n_tokens",
-    "finish_reason",  # "stop" (EOS), "length" (max_new_tokens or context hit), or "error"
-    "error",  # null, or why this item produced no output
-    "sampled_in_topk",  # list[bool]: whether y_t is among that step's top-k
-    "is_reasoning",  # list[bool]: token lies inside a reasoning span (<think>…</think> etc.)
-    "logprobs_mode",  # "raw" (before temperature/top-p) or "processed" (after)
+from entropy_sentinel.generate.backends.base import (
+    GENERATION_COLUMNS,
+    Backend,
+    GenerationSettings,
+    error_row,
+    item_seed,
+    marker_token_ids,
+    reasoning_mask,
+    render_chat,
 )
 
-# Reasoning spans as (open, close) marker strings; a pair is used only when its first piece
-# is a single token of the model's vocabulary, so models without such markers get all False.
-DEFAULT_REASONING_MARKERS = (
-    ("<think>", "</think>"),
-    ("<|channel|>analysis<|message|>", "<|end|>"),
-)
+__all__ = [
+    "BACKENDS",
+    "GENERATION_COLUMNS",
+    "Backend",
+    "GenerationSettings",
+    "error_row",
+    "item_seed",
+    "load_backend",
+    "marker_token_ids",
+    "reasoning_mask",
+    "render_chat",
+]
 
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Decoding settings; recorded verbatim in every output's provenance."""
-
-    max_new_tokens: int = 512
-    temperature: float = 0.5  # 0 means greedy
-    top_p: float = 1.0
-    top_k_logprobs: int = 20
-    logprobs_mode: str = "raw"  # "raw": before temperature/top-p; "processed": after
-    seed: int = 42
-    batch_size: int = 16
-    max_batch_tokens: int = 16384  # prompt+generation token budget per batch
-    max_model_len: int | None = None  # context length; None: the model's own
-    batching: str = "refill"  # "refill" | "compact" | "static" (see transformers_backend)
-    reasoning_markers: list | None = None  # [[open, close], ...]; None: the defaults
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
-    device: str = "auto"
-    enable_thinking: bool | None = None  # passed to chat templates that support it
-    system_prompt: str | None = None
-    trust_remote_code: bool = False
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self):
-        if self.logprobs_mode not in ("raw", "processed"):
-            raise ValueError(
-                f"logprobs_mode must be 'raw' or 'processed', not {self.logprobs_mode!r}"
-            )
-        if self.batching not in ("refill", "compact", "static"):
-            raise ValueError(f"batching must be refill, compact or static, not {self.batching!r}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def replace(self, **changes) -> GenerationSettings:
-        return GenerationSettings(**{**self.to_dict(), **changes})
-
-    @classmethod
-    def from_config(cls, config: dict) -> GenerationSettings:
-        known = set(cls.__dataclass_fields__)
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ValueError(f"unknown generation settings {unknown}; known: {sorted(known)}")
-        return cls(**config)
-
-
-def item_seed(seed: int, item_id: str) -> int:
-    """An item's own random seed: the same whichever batch, shard or run it lands in."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:8], "little") >> 1
-
-
-def marker_token_ids(tokenizer, markers=None) -> list[tuple[list[int], list[int]]]:
-    """Token-id sequences of the reasoning markers this tokenizer actually has."""
-    vocab = tokenizer.get_vocab()
-    pairs = []
-    for open_text, close_text in markers or DEFAULT_REASONING_MARKERS:
-        first = open_text.split(">")[0] + ">" if open_text.startswith("<") else open_text
-        if first not in vocab:
-            continue
-        encode = lambda text: tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
-        pairs.append((list(encode(open_text)), list(encode(close_text))))
-    return pairs
-
-
-def reasoning_mask(
-    token_ids: Sequence[int], markers: list, prompt_ids: Sequence[int] = ()
-) -> list[bool]:
-    """Per generated token: inside a reasoning span (markers included)?
-
-    A span opened at the end of the prompt (templates that pre-fill ``<think>``) starts inside.
-    """
-    ids = list(prompt_ids) + list(token_ids)
-    offset = len(prompt_ids)
-    flags = [False] * len(ids)
-    for open_ids, close_ids in markers:
-        inside, start, i = False, 0, 0
-        while i < len(ids):
-            if not inside and ids[i : i + len(open_ids)] == open_ids:
-                inside, start = True, i
-                i += len(open_ids)
-            elif inside and ids[i : i + len(close_ids)] == close_ids:
-                end = i + len(close_ids)
-                flags[start:end] = [True] * (end - start)
-                inside, i = False, end
-            else:
-                i += 1
-        if inside:
-            flags[start:] = [True] * (len(ids) - start)
-    return flags[offset:]
-
-
-def error_row(item_id: str, error: object, prompt_tokens: int | None = None) -> dict:
-    row = dict.fromkeys(GENERATION_COLUMNS)
-    message = error if isinstance(error, str) else repr(error)
-    row.update(
-        item_id=item_id,
-        prompt_tokens=prompt_tokens,
-        n_tokens=0,
-        finish_reason="error",
-        error=message[:500],
-    )
-    return row
-
-
-def render_chat(tokenizer, messages: list[dict], settings: GenerationSettings) -> str:
-    """Apply the model's chat template (a plain transcript if it has none)."""
-    if settings.system_prompt:
-        messages = [{"role": "system", "content": settings.system_prompt}, *messages]
-    if not tokenizer.chat_template:
-        turns = [f"{m['role'].capitalize()}: {m['content']}" for m in messages]
-        return "\n".join(turns) + "\nAssistant:"
-    kwargs = {}
-    if settings.enable_thinking is not None:
-        kwargs["enable_thinking"] = settings.enable_thinking
-    kwargs.update(settings.extra.get("chat_template_kwargs", {}))  # e.g. reasoning_effort
-    return tokenizer.apply_chat_template(
-        messages, tokenize=False, add_generation_prompt=True, **kwargs
-    )
-
-
-BACKENDS = ("transformers", "vllm", "openai")
+# name -> "module:class"; every class takes (weights_dir, settings, options)
+BACKENDS = {
+    "transformers": "entropy_sentinel.generate.backends.transformers_backend:TransformersBackend",
+    "vllm": "entropy_sentinel.generate.backends.vllm_backend:VLLMBackend",
+    "openai": "entropy_sentinel.generate.backends.openai_backend:OpenAIBackend",
+}
 
 
 def load_backend(
     name: str,
-    weights_dir: str,
+    weights_dir: str | None,
     settings: GenerationSettings,
     threads: int = 0,
     options: dict | None = None,
-):
-    """Instantiate a backend by name (imports are lazy: vLLM is an optional extra).
-
-    ``options``: the backend's own settings (openai: ``generation.openai``; vllm: engine
-    arguments for this model).
-    """
-    if name == "transformers":
+) -> Backend:
+    """Build a backend by name. ``options``: the backend's own settings (openai:
+    ``generation.openai``; vllm: engine arguments for this model); ``threads``: torch's CPU
+    threads for the transformers backend (0: torch's default)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    module, cls = BACKENDS[name].split(":")
+    if threads and name == "transformers":
         import torch
 
-        from entropy_sentinel.generate.backends.transformers_backend import TransformersBackend
-
-        if threads:
-            torch.set_num_threads(threads)
-        return TransformersBackend(weights_dir, settings)
-    if name == "vllm":
-        from entropy_sentinel.generate.backends.vllm_backend import VLLMBackend
-
-        return VLLMBackend(weights_dir, settings, engine_args=options)
-    if name == "openai":
-        from entropy_sentinel.generate.backends.openai_backend import OpenAIBackend
-
-        return OpenAIBackend(weights_dir, settings, options or {})
-    raise ValueError(f"unknown backend {name!r}; choose one of {BACKENDS}")
+        torch.set_num_threads(threads)
+    return getattr(importlib.import_module(module), cls)(weights_dir, settings, options or {})

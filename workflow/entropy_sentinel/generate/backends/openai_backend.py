@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 
-from entropy_sentinel.generate.backends import (
+from entropy_sentinel.generate.backends.base import (
     DEFAULT_REASONING_MARKERS,
     GenerationSettings,
     error_row,

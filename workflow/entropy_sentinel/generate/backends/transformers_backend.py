@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from entropy_sentinel.generate.backends import (
+from entropy_sentinel.generate.backends.base import (
     GenerationSettings,
     error_row,
     item_seed,
@@ -69,7 +69,7 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, weights_dir: str, settings: GenerationSettings):
+    def __init__(self, weights_dir: str, settings: GenerationSettings, options: dict | None = None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.settings = settings

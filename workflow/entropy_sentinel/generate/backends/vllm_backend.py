@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 
-from entropy_sentinel.generate.backends import (
+from entropy_sentinel.generate.backends.base import (
     GenerationSettings,
     error_row,
     item_seed,
@@ -34,10 +34,13 @@ class VLLMBackend:
 
     name = "vllm"
 
-    def __init__(self, weights_dir: str, settings: GenerationSettings, llm=None, engine_args=None):
+    def __init__(
+        self, weights_dir: str, settings: GenerationSettings, options: dict | None = None, llm=None
+    ):
+        # options: vLLM engine arguments, over generation.settings.extra.vllm
         self.settings = settings
         s = settings
-        self.engine_args = {**s.extra.get("vllm", {}), **(engine_args or {})}
+        self.engine_args = {**s.extra.get("vllm", {}), **(options or {})}
         if llm is None:
             from vllm import LLM
 
