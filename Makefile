@@ -39,10 +39,10 @@ dry-run: $(VENV)/.installed
 # The CPU study: Qwen2.5-Coder-0.5B-Instruct on the ten paper benchmarks (config/cpu-study.yaml)
 # through llama-server, exported to data/studies/cpu-qwen05b. Needs ../shared/benchmarks.
 study: $(VENV)/.installed
-	bench/cpu_study.sh config/cpu-study.yaml data/studies/cpu-qwen05b
+	studies/cpu_study.sh config/cpu-study.yaml data/studies/cpu-qwen05b
 
 # The testbed (config/testbed.yaml, then its traffic regime config/testbed-traffic.yaml), each
-# in a checkout of its own that outlasts the session (bench/study_checkout.sh); hours on 2 cores.
+# in a checkout of its own that outlasts the session (studies/study_checkout.sh); hours on 2 cores.
 testbed: $(VENV)/.installed
-	bench/study_checkout.sh config/testbed.yaml data/studies/testbed-qwen05b
-	bench/study_checkout.sh config/testbed-traffic.yaml data/studies/testbed-traffic
+	studies/study_checkout.sh config/testbed.yaml data/studies/testbed-qwen05b
+	studies/study_checkout.sh config/testbed-traffic.yaml data/studies/testbed-traffic

@@ -167,7 +167,7 @@ def test_export_writes_a_compact_study(tmp_path):
 
 
 def test_gpu_study_finish_renders_like_the_cpu_study(tmp_path):
-    """`bench/gpu_study.py finish` on what the GPU step brings back, then the README renderer on
+    """`studies/gpu_study.py finish` on what the GPU step brings back, then the README renderer on
     its output. The fetched folder is made here: the GPU step itself needs the lent machine."""
     prepared, fetched, out = tmp_path / "prepared", tmp_path / "fetched", tmp_path / "study"
     (prepared / "benchmarks").mkdir(parents=True)
@@ -202,7 +202,7 @@ def test_gpu_study_finish_renders_like_the_cpu_study(tmp_path):
     }
     (fetched / "provenance.json").write_text(json.dumps(generated))
     subprocess.run(
-        [sys.executable, "bench/gpu_study.py", "finish", "--prepared", str(prepared)]
+        [sys.executable, "studies/gpu_study.py", "finish", "--prepared", str(prepared)]
         + ["--fetched", str(fetched), "--out", str(out)],
         cwd=REPO,
         check=True,

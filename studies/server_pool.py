@@ -1,8 +1,8 @@
 """Spread TCP connections over several local servers (least connections first).
 
-    python bench/server_pool.py --listen 28471 --backends 28481 28482
+    python studies/server_pool.py --listen 28471 --backends 28481 28482
 
-Used by bench/cpu_study.sh: on two busy cores, two single-threaded llama-server processes
+Used by studies/cpu_study.sh: on two busy cores, two single-threaded llama-server processes
 decode about twice as fast as one (each gets its own share of the CPU), while one process
 with two threads stalls at every thread barrier when a core is taken. Each client connection
 is pinned to one backend for its lifetime, so HTTP keep-alive works. Runs until killed.
