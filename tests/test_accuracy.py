@@ -16,6 +16,7 @@ DESIGN = {
     "balance": False,
     "features": "3D",
     "calibration": "sigmoid",
+    "slice_estimate": "atc",
     "seed": 0,
 }
 
@@ -176,13 +177,14 @@ def test_slice_calibration_stretches_a_squeezed_estimate_and_is_scored_without_i
 
 def test_a_target_beyond_the_checked_estimates_gets_a_wider_interval(shifted):
     """A slice estimated beyond every held-out unit's estimate is extrapolation: its interval
-    widens by the distance, stretched by how squeezed the unit estimates are."""
+    widens by the distance, stretched by how squeezed the unit estimates are; the deployed
+    estimator carries the same range in its interval."""
     cfg = {"classifier": "logistic_regression", "calibrate": False, "features": "3D"}
     train = shifted[shifted["domain"].isin(sorted(shifted["domain"].unique())[:12])]
     panel = acc.EstimatorPanel(design=cfg).fit(
         train, train["correct"].to_numpy(), train["domain"].to_numpy()
     )
-    low, high, stretch = panel.checked_range_["ES"]
+    low, high, stretch = panel.intervals_["ES"].checked
     assert low < high and stretch >= 1
     p = panel.source_.es.p_correct(shifted)
     beyond = shifted.iloc[np.argsort(p)[-150:]]  # the surest rows: an estimate above them all
@@ -194,3 +196,5 @@ def test_a_target_beyond_the_checked_estimates_gets_a_wider_interval(shifted):
     assert (wide.point - wide.low) - margin(wide.point, 150) == pytest.approx(
         stretch * (wide.point - high)
     )
+    restored = SliceInterval.from_dict(panel.intervals_["ES"].as_dict())
+    assert restored.around(wide.point, 150) == wide

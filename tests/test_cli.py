@@ -36,7 +36,7 @@ def fit_estimator(path: Path, *, k: int = 20, mode: str = "raw") -> Path:
     log = write_log(path.with_suffix(".train.jsonl"), 300, seed=11)
     features = batch_features(read_log(log, LogFormat(response_field="response"), k), FeatureSpec())
     rng = np.random.default_rng(0)
-    correct = rng.random(len(features)) < 1 / (1 + np.exp(-(4 - 4 * features["mean"])))
+    correct = rng.random(len(features)) < 1 / (1 + np.exp(-(8 - 4 * features["mean"])))
     est = make_estimator("logistic_regression", calibrate=False, features="17D")
     est.fit(features, correct.astype(int), feature_spec=FeatureSpec(k=k, logprobs_mode=mode))
     est.interval_ = SliceInterval(1.64, 0.0005, 0.9, "conformal", 6, "slice").as_dict()
@@ -50,7 +50,7 @@ def estimator(tmp_path_factory) -> Path:
 
 
 def in_process_slices(est_path: Path, log: Path) -> pd.Series:
-    """Per-slice mean p(correct) computed one record at a time through features.py."""
+    """Per-slice estimates computed one record at a time through features.py."""
     from entropy_sentinel.estimate.classifier import load_estimator
 
     est = load_estimator(est_path)
@@ -64,9 +64,9 @@ def in_process_slices(est_path: Path, log: Path) -> pd.Series:
         slices.append(record["tenant"])
     table = pd.DataFrame(rows, columns=list(FEATURE_NAMES)).assign(slice=slices)
     estimate = est.estimate(table[list(FEATURE_NAMES)], est.feature_spec_)
-    table["p"] = est.p_correct(table[list(FEATURE_NAMES)])
-    assert est.estimate_from_p(table["p"]).as_dict() == estimate.as_dict()
-    return table.groupby("slice")["p"].mean()
+    table["r"] = est.row_estimates(table[list(FEATURE_NAMES)])
+    assert est.estimate_from_rows(table["r"]).as_dict() == estimate.as_dict()
+    return table.groupby("slice")["r"].mean()
 
 
 def test_batched_features_equal_features_py(tmp_path):

@@ -93,6 +93,7 @@ CFG = {
     "balance": False,
     "features": "17D",
     "calibration": "sigmoid",
+    "slice_estimate": "atc",
     "seed": 0,
     "interval_level": 0.9,
     "interval_units": 10,
@@ -135,12 +136,12 @@ def test_shuffled_labels_give_large_error(table):
     from entropy_sentinel.estimate.classifier import make_estimator
 
     train = shuffled[shuffled["split"] == "train"]
-    est = make_estimator("logistic_regression", calibrate=True, balance=False)
+    est = make_estimator("logistic_regression", calibrate=True, balance=False, features="17D")
     est.fit(train, train["correct"])
     true_acc, est_acc = [], []
     for _, g in table.groupby("domain"):
         true_acc.append(g["correct"].mean())
-        est_acc.append(est.estimate_accuracy(g))
+        est_acc.append(est.estimate(g).point)
     assert metrics.mae(true_acc, est_acc) > 0.15
 
 
@@ -171,3 +172,29 @@ def test_summary_markdown_and_strict_json(evaluated, tmp_path):
     m["nan_metric"] = float("nan")
     write_json(m, tmp_path / "m.json")
     assert json.loads((tmp_path / "m.json").read_text())["nan_metric"] is None
+
+
+@pytest.mark.parametrize("readout", ["atc", "calibrated", "mean"])
+def test_the_deployed_estimator_reproduces_its_panel_estimator(readout, tmp_path):
+    """What `entropy-sentinel train` saves estimates a slice exactly as the held-out study's
+    estimator of the same name did (ATC[ES p], ES-cal, ES), interval included, after a save
+    and load; rows of a stream aggregate to the same number."""
+    from entropy_sentinel.estimate.classifier import load_estimator
+    from entropy_sentinel.features.simulate import shifted_slices
+
+    rows = shifted_slices(n_slices=14, n_per_slice=120, seed=5)
+    train, target = rows[rows["domain"] != "s013"], rows[rows["domain"] == "s013"]
+    cfg = {**CFG, "features": "3D", "slice_estimate": readout, "interval_units": 10}
+    panel, est = ev.fit_deployed(train, "domain", cfg)
+    expected = panel.estimate(target)[ev.DEPLOYED[readout]]
+    loaded = load_estimator(est.save(tmp_path / "e.skops"))
+    for e in (est, loaded):
+        got = e.estimate(target)
+        assert got.point == pytest.approx(expected.point, abs=1e-9)
+        assert (got.low, got.high) == pytest.approx((expected.low, expected.high), abs=1e-9)
+    halves = [loaded.row_estimates(target.iloc[:60]), loaded.row_estimates(target.iloc[60:])]
+    assert loaded.estimate_from_rows(np.concatenate(halves)).point == pytest.approx(
+        expected.point, abs=1e-9
+    )
+    if readout == "calibrated":
+        assert loaded.slice_map_ != (0.0, 1.0)

@@ -150,6 +150,7 @@ def test_deployments_skip_missing_slices_and_save_loadable_estimators(
         "balance": False,
         "features": "17D",
         "calibration": "sigmoid",
+        "slice_estimate": "atc",
         "seed": 0,
         "interval_level": 0.9,
         "interval_units": 4,  # a few leave-one-out refits of the forest keep this quick

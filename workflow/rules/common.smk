@@ -67,6 +67,10 @@ if workflow.is_main_process and PENDING_ERRORS:
 
 MODELS = PLAN.models
 BENCHMARKS = PLAN.benchmarks
+# What the generate jobs read: retry_truncated only picks which retry jobs run, so editing it
+# reruns no generate job (a regenerate job reads its max_new_tokens alone).
+GENERATION = {k: v for k, v in config["generation"].items() if k != "retry_truncated"}
+RETRY_MAX_NEW_TOKENS = config["generation"]["retry_truncated"]["max_new_tokens"]
 
 
 wildcard_constraints:
@@ -85,11 +89,11 @@ def generation_files(wildcards, kind="shard"):
 
 def retry_files(wildcards):
     """Regenerated truncated items, when generation.retry_truncated is enabled."""
-    retry = config["generation"].get("retry_truncated", {})
-    if not retry.get("enabled", False):
+    retry = config["generation"]["retry_truncated"]
+    if not retry["enabled"]:
         return []
     if (
-        retry.get("benchmarks") is not None
+        retry["benchmarks"] is not None
         and wildcards.benchmark not in retry["benchmarks"]
     ):
         return []

@@ -17,7 +17,7 @@ rule generate:
         runtime=240,
         gpu=1,
     params:
-        generation=config["generation"],
+        generation=GENERATION,
         n_shards=lambda wc: PLAN.n_shards(wc.benchmark),
         prompt=lambda wc: config["benchmarks"][wc.benchmark].get("prompt", "raw"),
         failed_runs=lambda wc: failed_runs_param(
@@ -47,7 +47,8 @@ rule regenerate_truncated:
         runtime=240,
         gpu=1,
     params:
-        generation=config["generation"],
+        generation=GENERATION,
+        max_new_tokens=RETRY_MAX_NEW_TOKENS,
         prompt=lambda wc: config["benchmarks"][wc.benchmark].get("prompt", "raw"),
         failed_runs=lambda wc: failed_runs_param(
             f"results/generations/{wc.model}/{wc.benchmark}/retry-{wc.shard}.parquet"

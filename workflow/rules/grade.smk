@@ -19,7 +19,7 @@ rule grade:
         mem_mb=2000,
         runtime=30,
     params:
-        grading=config.get("grading", {}),
+        grading=config["grading"],
         # judge verdicts, keyed by response hash: kept across reruns, so none is asked twice
         cache="results/judge-cache/{model}/{benchmark}.jsonl",
     script:

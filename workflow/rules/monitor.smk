@@ -1,7 +1,7 @@
 # Traffic monitoring through the DAG: each entry of config["monitor"] scores its log files with
 # a trained estimator into results/monitor/{name}/. MONITOR_TARGETS is empty without entries.
 
-MONITORS = config.get("monitor", {})
+MONITORS = config["monitor"]
 MONITOR_TARGETS = expand("results/monitor/{name}/monitor.html", name=MONITORS)
 for monitor_name, monitor_entry in MONITORS.items():
     if "model" in monitor_entry and monitor_entry["model"] not in MODELS:

@@ -3,7 +3,7 @@
 
 REPORT_FIGURES = ["estimates", "es_vs_atc", "feature_auroc", "reliability"]
 REPORT_TARGETS = expand("results/report/{figure}.png", figure=REPORT_FIGURES)
-if config.get("sweep", {}).get("enabled", False):
+if config["sweep"]["enabled"]:
     REPORT_TARGETS.append("results/report/mae_vs_k.png")
 
 
@@ -50,7 +50,7 @@ rule report_figures:
         runtime=30,
     params:
         models=MODELS,
-        slice_by=config["estimator"].get("slice_by", "benchmark"),
+        slice_by=config["estimator"]["slice_by"],
     script:
         "../scripts/report_figures.py"
 

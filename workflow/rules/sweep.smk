@@ -1,9 +1,11 @@
 # The estimator sweep (reference §5.3), its merged tables and the deployment estimators.
 # SWEEP_TARGETS is empty unless config["sweep"]["enabled"]; `rule all` includes it.
 
-SWEEP = config.get("sweep", {})
-SWEEP_ENABLED = bool(SWEEP.get("enabled", False))
-SWEEP_CHUNKS = int(SWEEP.get("chunks", 8))
+SWEEP = config["sweep"]
+SWEEP_ENABLED = SWEEP["enabled"]
+SWEEP_CHUNKS = SWEEP["chunks"]
+# the keys sweep_chunk reads: threads, runtime and deployments do not change its results
+SWEEP_GRID = ("classifiers", "calibrate", "balance", "feature_sets", "max_train_slices")
 SWEEP_TABLES = {
     "results": "results/sweep/stem_classifier_evaluation_results.csv",
     "aee_per_slice": "results/sweep/aee_per_slice.csv",
@@ -34,13 +36,15 @@ rule sweep_chunk:
         chunk=r"\d+",
     conda:
         "../../envs/estimate.yaml"
-    threads: int(SWEEP.get("threads", 2))
+    threads: SWEEP["threads"]
     resources:
         mem_mb=lambda wc, threads: 2000 + 1500 * threads,
-        runtime=int(SWEEP.get("runtime_min", 720)),
+        runtime=SWEEP["runtime_min"],
     params:
-        sweep=SWEEP,
-        estimator=config["estimator"],
+        sweep={k: SWEEP[k] for k in SWEEP_GRID},
+        estimator={
+            k: config["estimator"][k] for k in ("slice_by", "calibration", "seed")
+        },
         chunks=SWEEP_CHUNKS,
         parts=lambda wc: f"results/sweep/{wc.model}/chunk_{wc.chunk}.parts",
     script:
@@ -92,7 +96,7 @@ rule deployments:
         mem_mb=4000,
         runtime=60,
     params:
-        deployments=SWEEP.get("deployments", {}),
+        deployments=SWEEP["deployments"],
         estimator=config["estimator"],
         out_dir=lambda wc: f"results/deployments/{wc.model}",
     script:

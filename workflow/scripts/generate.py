@@ -27,7 +27,7 @@ manifest = json.loads(Path(snakemake.input.manifest).read_text())
 overrides = {}
 retry = snakemake.rule == "regenerate_truncated"
 if retry:
-    overrides["max_new_tokens"] = generation.get("retry_truncated", {}).get("max_new_tokens", 4096)
+    overrides["max_new_tokens"] = snakemake.params.max_new_tokens
 merged, engine_args = model_settings(generation["settings"], manifest["spec"])
 settings = GenerationSettings.from_config({**merged, **overrides})
 if generation["backend"] == "openai":  # the served model is named after the config's model
@@ -42,7 +42,7 @@ try:
     common = dict(
         backend=backend,
         benchmark=pd.read_parquet(snakemake.input.benchmark),
-        chunk_size=generation.get("chunk_size", 32),
+        chunk_size=generation["chunk_size"],
         prompt_style=snakemake.params.prompt,
         output=snakemake.output[0],
         provenance=settings_provenance(manifest, settings, backend),
@@ -53,7 +53,7 @@ try:
         run_shard(
             shard=int(snakemake.wildcards.shard),
             n_shards=snakemake.params.n_shards,
-            shard_size=generation.get("shard_size", 500),
+            shard_size=generation["shard_size"],
             **common,
         )
 except (ServerUnavailable, ShardFailed) as error:  # said in full, no traceback

@@ -14,8 +14,8 @@ log = log_to(snakemake.log[0], "grade", inputs=snakemake.input)
 generations = read_generations(snakemake.input.shards, snakemake.input.retries)
 benchmark = pd.read_parquet(snakemake.input.benchmark)
 grades = grade_table(generations, benchmark)
-judge = snakemake.params.grading.get("judge", {})
-if judge.get("enabled"):
+judge = snakemake.params.grading["judge"]
+if judge["enabled"]:
     grades, sent = judge_ungraded(grades, generations, benchmark, judge, snakemake.params.cache)
     log.info("%d responses without a rule verdict went to the judge %s", sent, judge["model"])
 counts = grades["correct"].value_counts(dropna=False).to_dict()

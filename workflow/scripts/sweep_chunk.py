@@ -7,7 +7,7 @@ snakemake = globals()["snakemake"]  # injected by Snakemake's `script:` directiv
 
 log = log_to(snakemake.log[0], "sweep_chunk", inputs=snakemake.input)
 est = snakemake.params.estimator
-slice_by = est.get("slice_by", "benchmark")
+slice_by = est["slice_by"]
 data = sweep.SweepData.from_frame(sweep.load_features(snakemake.input.features), slice_by)
 log.info(
     "%s: %d rows, %d slices; dropped %d ungraded, %d empty",
@@ -21,7 +21,7 @@ configs = sweep.sweep_configs(
     snakemake.wildcards.model,
     data.slices,
     snakemake.params.sweep,
-    calibration=est.get("calibration", "sigmoid"),
+    calibration=est["calibration"],
     slice_by=slice_by,
 )
 chunk = sweep.chunk_configs(configs, int(snakemake.wildcards.chunk), int(snakemake.params.chunks))
@@ -31,6 +31,6 @@ sweep.run_chunk(
     chunk,
     snakemake.params.parts,
     n_jobs=snakemake.threads,
-    seed=int(est.get("seed", 42)),
+    seed=est["seed"],
 )
 sweep.collect_parts(snakemake.params.parts, snakemake.output[0])

@@ -15,7 +15,6 @@ from entropy_sentinel.generate.shard import shard_bounds
 
 # Rough single-GPU decode throughput with many sequences in flight (7-8B model, H100 class).
 ASSUMED_TOKENS_PER_SECOND = {"vllm": 2000.0, "transformers": 150.0}
-DEFAULT_MAX_NEW_TOKENS = 512  # GenerationSettings' default
 
 
 @dataclass(frozen=True)
@@ -50,7 +49,7 @@ def estimate(
 ) -> list[ModelCost]:
     """One row per model. ``plan`` is a WorkflowPlan (expected_items, n_shards, shard_size)."""
     generation = config["generation"]
-    max_new_tokens = int(generation["settings"].get("max_new_tokens", DEFAULT_MAX_NEW_TOKENS))
+    max_new_tokens = int(generation["settings"]["max_new_tokens"])  # a validated config
     assumed_tps = ASSUMED_TOKENS_PER_SECOND.get(generation["backend"], 100.0)
     costs = []
     for model, spec in config["models"].items():

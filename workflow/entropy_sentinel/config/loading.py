@@ -7,6 +7,7 @@ schema's defaults and names the key path of every violation.
 
 from __future__ import annotations
 
+import copy
 import functools
 from pathlib import Path
 
@@ -69,20 +70,34 @@ def _duplicate_keys(node, keys: tuple):
 
 
 @functools.lru_cache(maxsize=4)
+def _schema(schema_path: Path) -> dict:
+    return yaml.safe_load(schema_path.read_text(encoding="utf-8"))
+
+
+@functools.lru_cache(maxsize=4)
 def _schema_validator(schema_path: Path):
     from jsonschema import Draft202012Validator, validators
 
-    schema = yaml.safe_load(schema_path.read_text(encoding="utf-8"))
+    schema = _schema(schema_path)
     check_properties = Draft202012Validator.VALIDATORS["properties"]
 
     def fill_defaults(validator, properties, instance, schema):
         for name, subschema in properties.items():
             if isinstance(instance, dict) and "default" in subschema:
-                instance.setdefault(name, subschema["default"])
+                instance.setdefault(name, copy.deepcopy(subschema["default"]))
         yield from check_properties(validator, properties, instance, schema)
 
     with_defaults = validators.extend(Draft202012Validator, {"properties": fill_defaults})
     return with_defaults(schema)
+
+
+def schema_defaults(*path: str, schema_path: str | Path = SCHEMA) -> dict:
+    """The defaults of the object at ``path`` in the schema (e.g. ``"generation",
+    "settings"``): what code that takes such a section outside a config falls back to."""
+    node = _schema(Path(schema_path))
+    for name in path:  # "*": the entries of a map (e.g. "monitor", "*")
+        node = node["additionalProperties"] if name == "*" else node["properties"][name]
+    return {k: copy.deepcopy(v["default"]) for k, v in node["properties"].items() if "default" in v}
 
 
 def validate_config(config: dict, schema_path: str | Path = SCHEMA) -> dict:

@@ -44,9 +44,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from entropy_sentinel.estimate.calibration import ATCThreshold, calibrate, fit_calibration
 from entropy_sentinel.estimate.intervals import SliceEstimate, SliceInterval
 from entropy_sentinel.features.compute import FEATURE_SETS, FeatureSpec
-from entropy_sentinel.provenance import jsonable
+from entropy_sentinel.provenance import atomic_path, jsonable, write_json
 
 CLASSIFIERS = ("random_forest", "logistic_regression", "mlp")
 # the original's name for the MLP, accepted as an alias
@@ -68,13 +69,15 @@ TRUSTED_TYPES = (
     "imblearn.pipeline.Pipeline",
     "sklearn.calibration._CalibratedClassifier",
     "sklearn.calibration._SigmoidCalibration",
+    "sklearn.isotonic.IsotonicRegression",
     "sklearn.dummy.DummyClassifier",
     "sklearn.model_selection._split.StratifiedKFold",
     "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
     "sklearn.tree._tree.Tree",
 )
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+SLICE_ESTIMATES = ("atc", "calibrated", "mean")
 
 
 class TooFewSamplesError(ValueError):
@@ -185,17 +188,24 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
     oversampling for the MLP), ``features`` (a family name, a list of columns, or None for
     all columns), ``seed``. ``params`` fixes the model's hyperparameters and skips the grid
     search (used for fast refits of an already selected design).
+
+    ``slice_estimate`` turns p(correct) into a slice's accuracy: ``mean`` is the paper's mean
+    p; ``calibrated`` maps it by a line a + b * mean p (``slice_map_``) that
+    ``evaluate.protocol.fit_deployed`` fits across the training slices, leaving each out (a
+    plain ``fit`` keeps the identity); ``atc`` counts the share of rows above ATC's
+    threshold, fitted on out-of-fold p of the training rows and applied to the fold models' p.
     """
 
     def __init__(
         self,
-        classifier: str = "random_forest",
+        classifier: str = "logistic_regression",
         calibrate: bool = True,
         balance: bool = True,
-        features: str | tuple[str, ...] | None = "17D",
+        features: str | tuple[str, ...] | None = "3D+answer",
         calibration: str = "sigmoid",
         seed: int = 42,
         params: dict[str, Any] | None = None,
+        slice_estimate: str = "atc",
     ):
         self.classifier = classifier
         self.calibrate = calibrate
@@ -204,6 +214,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         self.calibration = calibration
         self.seed = seed
         self.params = params
+        self.slice_estimate = slice_estimate
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -236,6 +247,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             "features": features,
             "calibration": self.calibration,
             "seed": int(self.seed),
+            "slice_estimate": self.slice_estimate,
         }
 
     # ------------------------------------------------------------ fitting
@@ -258,6 +270,10 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         classifier = canonical_classifier(self.classifier)
         if self.calibration not in CALIBRATION_METHODS:
             raise ValueError(f"unknown calibration {self.calibration!r}")
+        if self.slice_estimate not in SLICE_ESTIMATES:
+            raise ValueError(
+                f"slice_estimate must be one of {SLICE_ESTIMATES}, not {self.slice_estimate!r}"
+            )
         X, y = validate_data(self, self._select(X), y)
         check_classification_targets(y)
         y_type = type_of_target(y, input_name="y", raise_unknown=True)
@@ -278,6 +294,8 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
                 raise TooFewSamplesError(self.degenerate_)
             self.model_ = DummyClassifier(strategy="prior").fit(X, y01)
             self.best_params_ = {}
+            self.fold_models_, self.fold_calibrator_ = [], None
+            self.p_oof_ = np.full(len(y01), y01.mean())
         else:
             if self.params is None:
                 model, self.best_params_ = grid_search(X, y01, classifier, self.balance, self.seed)
@@ -288,6 +306,13 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             if self.calibrate:
                 model = calibrate_model(model, X, y01, self.calibration, self.seed)
             self.model_ = model
+            self.fold_models_, self.fold_calibrator_, self.p_oof_ = [], None, None
+            if self.slice_estimate == "atc":
+                self._cross_fit(X, y01, classifier)
+        self.slice_map_ = (0.0, 1.0)
+        self.threshold_ = None
+        if self.p_oof_ is not None:
+            self.threshold_ = ATCThreshold.fit(self.p_oof_, y01.astype(bool))
         self.feature_spec_ = feature_spec or FeatureSpec()
         self.interval_ = None
         self.provenance_ = {
@@ -298,6 +323,28 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             **(provenance or {}),
         }
         return self
+
+    def _cross_fit(self, X: np.ndarray, y01: np.ndarray, classifier: str) -> None:
+        """Out-of-fold p(correct) of the training rows (``p_oof_``): 3-fold models of the
+        selected design, uncalibrated, their held-out scores mapped through the design's
+        calibration fitted on those scores. What is fitted on ``p_oof_`` (ATC's threshold, the
+        slice estimators) must see target rows scored the same way (``fold_scores``)."""
+        folds = StratifiedKFold(min(3, minority_count(y01)), shuffle=True, random_state=self.seed)
+        params = {f"model__{k}": v for k, v in self.best_params_.items()}
+        self.fold_models_, score = [], np.empty(len(y01))
+        for fit_rows, held in folds.split(X, y01):
+            if minority_count(y01[fit_rows]) < 2:
+                model = DummyClassifier(strategy="prior")
+            else:
+                model = make_pipeline(classifier, self.balance, self.seed).set_params(**params)
+            self.fold_models_.append(model.fit(X[fit_rows], y01[fit_rows]))
+            score[held] = model.predict_proba(X[held])[:, 1]
+        self.fold_calibrator_ = (
+            fit_calibration(score, y01, self.calibration) if self.calibrate else None
+        )
+        if self.fold_calibrator_ is not None:
+            score = calibrate(self.fold_calibrator_, score)
+        self.p_oof_ = score
 
     # ------------------------------------------------------------ scoring
 
@@ -339,23 +386,41 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
                 f"({self.feature_spec_.as_dict()}) or retrain it on rows like these."
             )
 
+    def fold_scores(self, X) -> list[np.ndarray]:
+        """Rows scored as ``p_oof_`` scored the training rows: one array per fold model, through
+        the same calibration (the deployed p averages several models, so it spreads less)."""
+        check_is_fitted(self, "model_")
+        if not self.fold_models_:
+            return [self.p_correct(X)]
+        X = validate_data(self, self._select(X), reset=False)
+        scores = [model.predict_proba(X)[:, 1] for model in self.fold_models_]
+        if self.fold_calibrator_ is None:
+            return scores
+        return [calibrate(self.fold_calibrator_, s) for s in scores]
+
+    def row_estimates(self, X) -> np.ndarray:
+        """Each row's part of its slice's estimate, which is their mean (clipped to [0, 1]):
+        p(correct) for ``slice_estimate="mean"``, a + b * p for ``"calibrated"``, and for
+        ``"atc"`` the row's ATC vote (1 above the threshold, 0 below) averaged over the fold
+        models. Rows of a stream aggregate by their mean."""
+        if self.slice_estimate == "atc":
+            return np.mean([self.threshold_.votes(s) for s in self.fold_scores(X)], axis=0)
+        a, b = self.slice_map_ if self.slice_estimate == "calibrated" else (0.0, 1.0)
+        return a + b * self.p_correct(X)
+
     def estimate(self, X, spec: FeatureSpec | dict | None = None) -> SliceEstimate:
-        """The slice's estimated accuracy (mean p(correct)) with the stored shift-aware
-        interval (see intervals.SliceInterval), if the estimator has one."""
+        """The slice's estimated accuracy with the stored shift-aware interval (see
+        intervals.SliceInterval), if the estimator has one."""
         self.check_spec(spec)
-        return self.estimate_from_p(self.p_correct(X))
+        return self.estimate_from_rows(self.row_estimates(X))
 
-    def estimate_from_p(self, p_correct) -> SliceEstimate:
-        """``estimate`` for a slice whose p(correct) are already computed."""
-        p = np.asarray(p_correct, dtype=np.float64)
-        point = float(p.mean()) if p.size else float("nan")
+    def estimate_from_rows(self, row_estimates) -> SliceEstimate:
+        """``estimate`` for a slice whose ``row_estimates`` are already computed."""
+        r = np.asarray(row_estimates, dtype=np.float64)
+        point = float(np.clip(r.mean(), 0.0, 1.0)) if r.size else float("nan")
         if self.interval_ is None:
-            return SliceEstimate(point, n=int(p.size))
-        return SliceInterval.from_dict(self.interval_).around(point, int(p.size))
-
-    def estimate_accuracy(self, X) -> float:
-        """Estimated accuracy of a slice: the mean predicted p(correct)."""
-        return float(np.mean(self.p_correct(X)))
+            return SliceEstimate(point, n=int(r.size))
+        return SliceInterval.from_dict(self.interval_).around(point, int(r.size))
 
     # ------------------------------------------------------------ persistence
 
@@ -371,6 +436,8 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             "classes": [jsonable(c) for c in self.classes_],
             "feature_spec": self.feature_spec_.as_dict(),
             "interval": self.interval_,
+            "atc_threshold": self.threshold_.as_dict() if self.threshold_ else None,
+            "slice_map": list(self.slice_map_),
             "degenerate": self.degenerate_,
             "best_params": {k: jsonable(v) for k, v in self.best_params_.items()},
             "provenance": {k: jsonable(v) for k, v in self.provenance_.items()},
@@ -385,14 +452,15 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = self.metadata()
         # metadata travels as a JSON string so skops stores only plain types besides the model
-        payload = {"model": self.model_, "metadata": json.dumps(meta)}
-        tmp = path.with_name(path.name + ".tmp")
-        try:
+        payload = {
+            "model": self.model_,
+            "fold_models": list(self.fold_models_),
+            "fold_calibrator": self.fold_calibrator_,
+            "metadata": json.dumps(meta),
+        }
+        with atomic_path(path) as tmp:
             sio.dump(payload, tmp)
-            tmp.replace(path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        path.with_name(path.name + ".json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(meta, path.with_name(path.name + ".json"))
         return path
 
     @classmethod
@@ -426,6 +494,11 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             config["features"] = tuple(config["features"])
         est = cls(**config, params=meta["best_params"] or None)
         est.model_ = payload["model"]
+        est.fold_models_ = list(payload["fold_models"])
+        est.fold_calibrator_ = payload["fold_calibrator"]
+        threshold = meta["atc_threshold"]
+        est.threshold_ = ATCThreshold(**threshold) if threshold else None
+        est.slice_map_ = tuple(meta["slice_map"])
         est.classes_ = np.asarray(meta["classes"])
         est.n_features_in_ = meta["n_features_in"]
         if meta["feature_names"] is not None:
@@ -439,18 +512,25 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
 
 
 def make_estimator(
-    classifier: str = "random_forest",
+    classifier: str = "logistic_regression",
     calibrate: bool = True,
     balance: bool = True,
-    features: str | tuple[str, ...] | None = "17D",
+    features: str | tuple[str, ...] | None = "3D+answer",
     seed: int = 42,
     calibration: str = "sigmoid",
+    slice_estimate: str = "atc",
 ) -> EntropySentinel:
     """An unfitted EntropySentinel."""
     canonical_classifier(classifier)
     feature_names(features)
     return EntropySentinel(
-        canonical_classifier(classifier), calibrate, balance, features, calibration, seed
+        canonical_classifier(classifier),
+        calibrate,
+        balance,
+        features,
+        calibration,
+        seed,
+        slice_estimate=slice_estimate,
     )
 
 
@@ -464,6 +544,7 @@ def estimator_from_config(cfg: dict[str, Any]) -> EntropySentinel:
         features=cfg["features"],
         seed=int(cfg["seed"]),
         calibration=cfg["calibration"],
+        slice_estimate=cfg["slice_estimate"],
     )
 
 

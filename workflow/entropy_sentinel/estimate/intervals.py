@@ -50,6 +50,9 @@ class SliceInterval:
     method: str
     n_units: int
     unit: str
+    # (low, high, stretch) of the held-out unit estimates: a target estimated beyond them gets
+    # a margin wider by stretch times the distance (stretch: the slope of the truth on them)
+    checked: tuple[float, float, float] = (0.0, 1.0, 1.0)
 
     @property
     def covers(self) -> str:
@@ -68,10 +71,11 @@ class SliceInterval:
     def margin(self, point: float, n: int) -> float:
         return float(self.quantile * np.sqrt(self.shift_var + _binomial_var(point, n)))
 
-    def around(self, point: float, n: int = 0, extra: float = 0.0) -> SliceEstimate:
-        """The interval around ``point`` for a slice of ``n`` rows, ``extra`` wider each side
-        (for a target beyond where the estimator was checked)."""
-        m = self.margin(point, n) + extra
+    def around(self, point: float, n: int = 0) -> SliceEstimate:
+        """The interval around ``point`` for a slice of ``n`` rows, wider where ``point`` lies
+        beyond the estimates the residuals checked (extrapolation is never narrow)."""
+        low, high, stretch = self.checked
+        m = self.margin(point, n) + stretch * max(0.0, low - point, point - high)
         return SliceEstimate(
             point, max(0.0, point - m), min(1.0, point + m), self.level, self.covers, n
         )
@@ -81,9 +85,8 @@ class SliceInterval:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SliceInterval:
-        return cls(
-            **{k: d[k] for k in ("quantile", "shift_var", "level", "method", "n_units", "unit")}
-        )
+        names = ("quantile", "shift_var", "level", "method", "n_units", "unit")
+        return cls(**{k: d[k] for k in names}, checked=tuple(d.get("checked", (0.0, 1.0, 1.0))))
 
     @classmethod
     def from_residuals(cls, residuals, points, sizes, level: float, unit: str) -> SliceInterval:

@@ -36,25 +36,23 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.parallel import Parallel, delayed  # carries sklearn's config into workers
 from threadpoolctl import threadpool_limits
 
+from entropy_sentinel.estimate.calibration import ATCThreshold, logit, platt
 from entropy_sentinel.estimate.classifier import EntropySentinel, minority_count
 from entropy_sentinel.estimate.intervals import SliceEstimate, SliceInterval, interval_units
 from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec
 
 LEVEL = 0.9
-_EPS = 1e-6
 
 
 # ---------------------------------------------------------------- the shared source fit
@@ -68,8 +66,6 @@ class SourceFit:
     X: np.ndarray  # source rows x FEATURE_NAMES
     y: np.ndarray  # bool
     p_oof: np.ndarray | None  # out-of-fold p(correct) of the source rows
-    fold_models: list = field(default_factory=list)  # the models behind p_oof
-    calibrator: Callable[[np.ndarray], np.ndarray] | None = None  # their scores -> p_oof
     _scored: tuple = field(default=(None, None), repr=False)  # the last target, its fold scores
 
     @classmethod
@@ -86,37 +82,19 @@ class SourceFit:
         cross-fitted source predictions: the selected model's 3-fold out-of-fold scores, mapped
         through the design's calibration method fitted on those scores."""
         y = np.asarray(y, dtype=bool)
-        es = EntropySentinel(**design, params=params).fit(
-            X, y, allow_degenerate=True, feature_spec=feature_spec, provenance=provenance
-        )
-        score, parts, calibrator = np.full(len(y), y.mean()), [], None
-        if es.degenerate_ is None:
-            fixed = EntropySentinel(**{**design, "calibrate": False}, params=es.best_params_)
-            folds = StratifiedKFold(min(3, minority_count(y)), shuffle=True, random_state=es.seed)
-            for fit_rows, held in folds.split(X, y):
-                parts.append(clone(fixed).fit(X.iloc[fit_rows], y[fit_rows], allow_degenerate=True))
-                score[held] = parts[-1].p_correct(X.iloc[held])
-            if es.calibrate:
-                calibrator = _fit_calibration(score, y, es.calibration)
-                score = calibrator(score)
+        # the cross-fitted p_oof come with the ATC readout; the design's readout is restored
+        es = EntropySentinel(**{**design, "slice_estimate": "atc"}, params=params)
+        es.fit(X, y, allow_degenerate=True, feature_spec=feature_spec, provenance=provenance)
+        es.set_params(slice_estimate=design.get("slice_estimate", "atc"))
         features = X.loc[:, list(FEATURE_NAMES)].to_numpy(float)
-        return cls(es, features, y, score, parts, calibrator)
+        return cls(es, features, y, es.p_oof_)
 
     def fold_scores(self, X: pd.DataFrame) -> list[np.ndarray]:
-        """Target rows scored as ``p_oof`` scored the source rows: by each fold model, through
-        the same calibration; one array per fold model. What was fitted on ``p_oof`` (ATC's
-        threshold, the meta-model, IW-ES's recalibration) must see scores of that kind: the
-        deployed classifier's p averages several models, so it spreads less."""
-        if self._scored[0] is X:
-            return self._scored[1]
-        if not self.fold_models:
-            scores = [np.full(len(X), self.accuracy)]
-        else:
-            scores = [part.p_correct(X) for part in self.fold_models]
-            if self.calibrator is not None:
-                scores = [self.calibrator(s) for s in scores]
-        self._scored = (X, scores)
-        return scores
+        """Target rows scored as ``p_oof`` scored the source rows (``EntropySentinel.
+        fold_scores``); the last target's scores are kept, as every estimator asks for them."""
+        if self._scored[0] is not X:
+            self._scored = (X, self.es.fold_scores(X))
+        return self._scored[1]
 
     @classmethod
     def labelled(cls, X: pd.DataFrame, y) -> SourceFit:
@@ -126,50 +104,6 @@ class SourceFit:
     @property
     def accuracy(self) -> float:
         return float(self.y.mean())
-
-
-def _fit_calibration(score: np.ndarray, y: np.ndarray, method: str):
-    """The design's calibration fitted on out-of-fold scores, as a function of scores."""
-    if method == "isotonic":
-        from sklearn.isotonic import IsotonicRegression
-
-        return IsotonicRegression(out_of_bounds="clip").fit(score, y).predict
-    platt = _platt(score, y)
-    return lambda s: platt.predict_proba(_logit(s)[:, None])[:, 1]
-
-
-def _platt(score: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None):
-    """Platt scaling on the logit of a probability (nearly unpenalised)."""
-    platt = LogisticRegression(C=1e4, l1_ratio=0.0, max_iter=1000)
-    return platt.fit(_logit(score)[:, None], y, sample_weight=weight)
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, _EPS, 1 - _EPS)
-    return np.log(p / (1 - p))
-
-
-@dataclass(frozen=True)
-class ATCThreshold:
-    """ATC's threshold on a score: the share of rows above it estimates accuracy. Rows that tie
-    at the threshold count with weight ``w``, chosen so the source's share equals its accuracy
-    exactly. Without it, a score with many ties (tree-model probabilities, a few labels) puts a
-    whole tied block on one side: estimates of 0 or 1 where the truth is 0.1."""
-
-    t: float
-    w: float
-
-    @classmethod
-    def fit(cls, scores: np.ndarray, y: np.ndarray) -> ATCThreshold:
-        k = float(np.mean(y)) * len(scores)  # rows the source's share must count
-        if k <= 0:
-            return cls(math.inf, 0.0)
-        t = float(np.sort(scores)[::-1][math.ceil(k - 1e-9) - 1])  # the ceil(k)-th highest
-        above, at = np.sum(scores > t), np.sum(scores == t)
-        return cls(t, float((k - above) / at))
-
-    def share(self, scores: np.ndarray) -> float:
-        return float(np.mean(scores > self.t) + self.w * np.mean(scores == self.t))
 
 
 # ---------------------------------------------------------------- the estimators
@@ -228,7 +162,7 @@ class ATCOnP(SliceEstimator):
     name = "ATC[ES p]"
 
     def fit_source(self, src):
-        self.threshold_ = ATCThreshold.fit(src.p_oof, src.y)
+        self.threshold_ = src.es.threshold_  # fitted on src.p_oof
         return self
 
     def point(self, src, X, p):
@@ -271,9 +205,9 @@ class ImportanceWeightedES(SliceEstimator):
         domain.fit(scaler.transform(np.vstack([src.X, Xt])), d)
         pt = domain.predict_proba(scaler.transform(src.X))[:, 1]
         w = np.clip(pt / (1 - pt) * len(src.X) / len(Xt), 0.05, 20.0)
-        platt = _platt(src.p_oof, src.y, weight=w)
+        model = platt(src.p_oof, src.y, weight=w)
         return float(
-            np.mean([platt.predict_proba(_logit(s)[:, None])[:, 1] for s in src.fold_scores(X)])
+            np.mean([model.predict_proba(logit(s)[:, None])[:, 1] for s in src.fold_scores(X)])
         )
 
 
@@ -493,10 +427,6 @@ class EstimatorPanel:
             self.source_ = SourceFit.fit(X, y, self.design, None, feature_spec, provenance)
             self.fitted_ = self._fit_all(self.source_)
             self.intervals_: dict[str, SliceInterval] = {}
-            # (low, high, stretch) of each estimator's held-out unit estimates: a target beyond
-            # them gets its interval widened by stretch times the distance, where stretch is
-            # the slope of the truth on those estimates (over 1 when they are squeezed)
-            self.checked_range_: dict[str, tuple[float, float, float]] = {}
             self.residuals_ = pd.DataFrame()
             if slices is not None:
                 self._fit_intervals(X, y, np.asarray(slices))
@@ -549,12 +479,12 @@ class EstimatorPanel:
             source = chosen.get(name, name)
             points = res[source].to_numpy() if len(res) else np.array([])
             sizes = res["n"].to_numpy() if len(res) else np.array([])
-            self.intervals_[name] = SliceInterval.from_residuals(
-                err, points, sizes, self.level, unit_kind
-            )
+            interval = SliceInterval.from_residuals(err, points, sizes, self.level, unit_kind)
             if points.size >= SliceCalibrated.MIN_UNITS:
                 _, slope = SliceCalibrated.fit_line(points, res["true"].to_numpy(), sizes)
-                self.checked_range_[name] = (points.min(), points.max(), max(1.0, slope))
+                checked = (float(points.min()), float(points.max()), max(1.0, slope))
+                interval = replace(interval, checked=checked)
+            self.intervals_[name] = interval
 
     def choices(self) -> dict[str, str]:
         """What each Selected estimator chose."""
@@ -571,10 +501,8 @@ class EstimatorPanel:
         out = {}
         for name in names:
             interval = self.intervals_.get(name)
-            low, high, stretch = self.checked_range_.get(name, (0.0, 1.0, 1.0))
-            extra = stretch * max(0.0, low - points[name], points[name] - high)
             out[name] = (
-                interval.around(points[name], len(X), extra)
+                interval.around(points[name], len(X))
                 if interval
                 else SliceEstimate(points[name], n=len(X))
             )

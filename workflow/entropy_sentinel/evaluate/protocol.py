@@ -104,6 +104,10 @@ def _panel(cfg: dict[str, Any], n_jobs: int = 1) -> EstimatorPanel:
     )
 
 
+# the panel's estimator that each slice_estimate of the deployed classifier reproduces
+DEPLOYED = {"atc": "ATC[ES p]", "calibrated": "ES-cal", "mean": "ES"}
+
+
 def fit_deployed(
     features_df: pd.DataFrame,
     slice_by: str,
@@ -113,8 +117,8 @@ def fit_deployed(
     n_jobs: int = 1,
 ) -> tuple[EstimatorPanel, EntropySentinel]:
     """Every estimator fitted on labelled rows, with intervals from their slices, and the ES
-    classifier as deployed (its interval attached): what rule evaluate fits on its training
-    rows and `entropy-sentinel train` on all rows."""
+    classifier as deployed, with the interval of its slice estimate (``DEPLOYED``): what rule
+    evaluate fits on its training rows and `entropy-sentinel train` on all rows."""
     df = features_df.reset_index(drop=True)
     slices = slice_labels(df, slice_by)
     y = df["correct"].to_numpy(dtype=bool)
@@ -127,7 +131,10 @@ def fit_deployed(
     }
     panel = _panel(estimator_config, n_jobs).fit(df, y, slices, feature_spec, provenance)
     estimator = panel.source_.es
-    estimator.interval_ = panel.intervals_["ES"].as_dict()
+    interval = panel.intervals_.get(DEPLOYED[estimator.slice_estimate])
+    estimator.interval_ = interval.as_dict() if interval else None
+    if "ES-cal" in panel.fitted_:  # fitted when some training unit could be left out
+        estimator.slice_map_ = panel.fitted_["ES-cal"].coef_
     return panel, estimator
 
 
@@ -173,7 +180,7 @@ def run_evaluation(
                     **e.as_dict(),
                 }
             )
-        es = estimates["ES"]
+        es = estimates[DEPLOYED[est.slice_estimate]]
         rows.append(
             {
                 "slice": name,
@@ -195,6 +202,8 @@ def run_evaluation(
     per_slice = pd.DataFrame(rows)
     estimates = pd.DataFrame(long)
     ood = ~np.isin(s_eval, train_slices)
+    deployed = DEPLOYED[est.slice_estimate]
+    interval = panel.intervals_.get(deployed)
     by_estimator = {
         name: {
             "mae": mae(d["true"], d["point"]),
@@ -212,11 +221,12 @@ def run_evaluation(
         "slice_by": slice_by,
         "estimator": est.config(),
         "feature_spec": est.feature_spec_.as_dict(),
-        "interval": panel.intervals_["ES"].as_dict() | {"covers": panel.intervals_["ES"].covers},
+        "deployed": deployed,
+        "interval": interval.as_dict() | {"covers": interval.covers} if interval else None,
         "selected": panel.choices(),
         "degenerate": est.degenerate_,
         "best_params": est.metadata()["best_params"],
-        **by_estimator["ES"],
+        **by_estimator[deployed],
         "max_abs_error": float(per_slice["abs_error"].max()),
         "auroc_pooled": auroc(y_eval, p),
         "auroc_ood_pooled": auroc(y_eval[ood], p[ood]),

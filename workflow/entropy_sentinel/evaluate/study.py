@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from entropy_sentinel.config.loading import parse_settings, validate_config
+from entropy_sentinel.config.loading import parse_settings, validate_section
 from entropy_sentinel.evaluate.metrics import auroc_failure
 from entropy_sentinel.evaluate.protocol import (
     composition_study,
@@ -39,7 +39,9 @@ from entropy_sentinel.evaluate.protocol import (
 )
 from entropy_sentinel.features.compute import (
     ALL_FEATURES,
+    ANSWER_FEATURES,
     FEATURE_NAMES,
+    FEATURE_SETS,
     PROVENANCE_KEY,
     read_feature_spec,
 )
@@ -260,6 +262,38 @@ def feature_auroc(study: str | Path) -> pd.DataFrame:
     return pd.DataFrame(table)
 
 
+def answer_feature_gain(study: str | Path, base: str = "3D") -> pd.DataFrame:
+    """What each feature beyond the paper adds on held-out slices: leave one slice out, an L1
+    logistic regression on ``base`` plus that feature (and on all of them) is trained on the
+    other slices; its p on the held-out slices' rows, pooled, gives a failure AUROC, and so
+    does the mean of per-slice AUROCs (slices with both classes). ``gain`` is the pooled AUROC
+    minus ``base``'s alone."""
+    from entropy_sentinel.estimate.classifier import EntropySentinel
+
+    features = pd.read_parquet(Path(study) / "features.parquet").dropna(subset=["correct"])
+    names = [f for f in ANSWER_FEATURES if f in features]
+    base_columns = FEATURE_SETS[base]
+    designs = {base: base_columns, **{f"+{f}": (*base_columns, f) for f in names}}
+    designs[f"{base}+answer"] = (*base_columns, *names)
+    y = features["correct"].astype(bool).to_numpy()
+    slices = features["benchmark"].astype(str).to_numpy()
+    rows = []
+    for label, columns in designs.items():
+        p = np.full(len(y), np.nan)
+        for held in np.unique(slices):
+            train = slices != held
+            model = EntropySentinel(features=columns, slice_estimate="mean")
+            p[~train] = model.fit(features[train], y[train]).p_correct(features[~train])
+        within = [
+            auroc_failure(y[slices == s], -p[slices == s])
+            for s in np.unique(slices)
+            if 0 < y[slices == s].mean() < 1
+        ]
+        rows.append({"features": label, "pooled": auroc_failure(y, -p), "within": np.mean(within)})
+    table = pd.DataFrame(rows)
+    return table.assign(gain=table["pooled"] - table["pooled"].iloc[0])
+
+
 def _f(value, digits: int = 3) -> str:
     return "–" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
 
@@ -325,7 +359,8 @@ def results_markdown(study: str | Path) -> str:
     lines += [
         "",
         "Label-free accuracy estimates on held-out benchmarks (`estimators.csv` of rule "
-        "evaluate: every composition of training benchmarks, scored on the others):",
+        "evaluate: every composition of training benchmarks, scored on the others; the "
+        f"design: {_design_text(provenance['config']['estimator'])}):",
         "",
         *(
             estimator_table(estimators)
@@ -337,6 +372,21 @@ def results_markdown(study: str | Path) -> str:
             ]
         ),
     ]
+    gain = study / "answer-features-loso.csv"
+    if gain.exists():
+        lines += [
+            "",
+            "Features beyond the paper (`answer_feature_gain`): leave one slice out, L1 logistic "
+            "regression on 3D plus each feature; failure AUROC of p on the held-out slices, "
+            "pooled and within slices (mean over slices with both classes):",
+            "",
+            "| features | pooled | within slices | pooled gain over 3D |",
+            "|---|---|---|---|",
+            *(
+                f"| {r.features} | {_f(r.pooled)} | {_f(r.within)} | {r.gain:+.3f} |"
+                for r in pd.read_csv(gain).itertuples(index=False)
+            ),
+        ]
     for file, title in _held_out_tables(study):
         lines += ["", title, "", *estimator_table(pd.read_csv(file).to_dict("records"))]
     return "\n".join(lines) + "\n"
@@ -348,17 +398,35 @@ def _held_out_tables(study: Path) -> list[tuple[Path, str]]:
     for file in sorted(study.glob("estimators-*.csv")):
         kind = file.stem.removeprefix("estimators-")
         if kind.startswith("from-"):
-            title = f"Trained on every row of `{kind[5:]}`, estimating this study's slices:"
+            title = f"Trained on every row of `{kind[5:]}`, estimating this study's slices"
         elif kind.startswith("loso"):
-            title = f"Leave one slice out (`{kind}`): trained on all other slices:"
+            title = f"Leave one slice out (`{kind}`): trained on all other slices"
         else:
-            title = f"Held-out study `{kind}` (seeded compositions of training slices):"
-        found.append((file, title))
+            title = f"Held-out study `{kind}` (seeded compositions of training slices)"
+        design = file.with_suffix(".json")
+        if design.exists():
+            title += f"; the design: {_design_text(json.loads(design.read_text()))}"
+        found.append((file, title + ":"))
     return found
+
+
+def _design_text(design: dict) -> str:
+    text = f"{design['classifier']} on {design['features']}"
+    text += ", calibrated" if design["calibrate"] else ", uncalibrated"
+    if "slice_estimate" in design:  # exports from before it existed read out the mean p
+        text += f", slice estimate {design['slice_estimate']}"
+    return text
 
 
 README_START = "<!-- study:{name} -->"
 README_END = "<!-- /study:{name} -->"
+
+
+def study_design(folder: Path, overrides: dict | None = None) -> dict:
+    """The estimator section a study folder was configured with (its provenance), with
+    ``overrides``, checked against the schema."""
+    config = json.loads((folder / "provenance.json").read_text())["config"]
+    return validate_section("estimator", {**config["estimator"], **(overrides or {})})
 
 
 def holdout_study(
@@ -378,8 +446,7 @@ def holdout_study(
     Returns (long, per-estimator table) as ``composition_study`` does.
     """
     folder = Path(study)
-    config = validate_config(json.loads((folder / "provenance.json").read_text())["config"])
-    estimator = {**config["estimator"], **(overrides or {})}
+    estimator = study_design(folder, overrides)
     features = pd.read_parquet(folder / "features.parquet")
     names = sorted(features[estimator["slice_by"]].astype(str).unique())
     if protocol == "loso":
@@ -398,8 +465,7 @@ def transfer(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The deployment path between two study folders of the same slices: trained on every
     labelled row of ``source`` as its provenance configures, estimating ``target``'s slices."""
-    config = validate_config(json.loads((Path(source) / "provenance.json").read_text())["config"])
-    estimator = {**config["estimator"], **(overrides or {})}
+    estimator = study_design(Path(source), overrides)
     return transfer_study(
         pd.read_parquet(Path(source) / "features.parquet"),
         pd.read_parquet(Path(target) / "features.parquet"),
@@ -457,6 +523,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     holdout.add_argument("--tag", default=None, help="suffix of the files written")
     holdout.add_argument("--jobs", type=int, default=2)
+    gain = sub.add_parser("answer-features", help="held-out AUROC gain of each answer feature")
+    gain.add_argument("study")
     deploy = sub.add_parser("transfer", help="train on one study folder, estimate another's")
     deploy.add_argument("source")
     deploy.add_argument("target")
@@ -473,6 +541,14 @@ def main(argv: list[str] | None = None) -> None:
         name = Path(args.source).name
         long.to_csv(Path(args.target) / f"transfer-from-{name}.csv", index=False)
         table.to_csv(Path(args.target) / f"estimators-from-{name}.csv", index=False)
+        write_json(
+            study_design(Path(args.source), overrides),
+            Path(args.target) / f"estimators-from-{name}.json",
+        )
+        print(table.to_string(index=False))
+    elif args.command == "answer-features":
+        table = answer_feature_gain(args.study)
+        table.to_csv(Path(args.study) / "answer-features-loso.csv", index=False)
         print(table.to_string(index=False))
     elif args.command == "holdout":
         overrides = parse_settings(args.set)
@@ -482,6 +558,9 @@ def main(argv: list[str] | None = None) -> None:
         name = f"{args.protocol}{'-' + args.tag if args.tag else ''}"
         long.to_csv(Path(args.study) / f"holdout-{name}.csv", index=False)
         table.to_csv(Path(args.study) / f"estimators-{name}.csv", index=False)
+        write_json(
+            study_design(Path(args.study), overrides), Path(args.study) / f"estimators-{name}.json"
+        )
         print(table.to_string(index=False))
     else:
         print(results_markdown(args.study), end="")

@@ -14,7 +14,6 @@ import itertools
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
+from entropy_sentinel.config.loading import schema_defaults
 from entropy_sentinel.estimate.classifier import (
     EntropySentinel,
     canonical_classifier,
@@ -45,17 +45,10 @@ from entropy_sentinel.evaluate.protocol import (
     slice_labels,
 )
 from entropy_sentinel.features.compute import FEATURE_NAMES, FEATURE_SETS
+from entropy_sentinel.provenance import atomic_path
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SWEEP = {
-    "classifiers": ["random_forest", "logistic_regression", "mlp"],
-    "calibrate": [True, False],
-    "balance": [True, False],
-    "feature_sets": ["17D", "10D", "3D", "1D"],
-    "max_train_slices": 4,
-    "chunks": 8,
-}
 # The RQ1 "plausible default" of the deployment estimators (reference §5.4)
 DEPLOYMENT_ESTIMATOR = {
     "classifier": "random_forest",
@@ -137,7 +130,7 @@ def sweep_configs(
     slice_by: str = "benchmark",
 ) -> list[SweepConfig]:
     """The full ordered config list of one model; calibrate varies fastest."""
-    s = {**DEFAULT_SWEEP, **(sweep or {})}
+    s = {**schema_defaults("sweep"), **(sweep or {})}
     return [
         SweepConfig(
             llm, comp, canonical_classifier(c), bool(cal), bool(bal), f, calibration, slice_by
@@ -282,6 +275,7 @@ def _run_group(data, group, seed, baselines) -> list[dict]:
         "features": first.features,
         "calibration": first.calibration,
         "seed": seed,
+        "slice_estimate": "mean",  # the paper's grid: mean p, computed here per slice
     }
     searched = EntropySentinel(**design, calibrate=False).fit(X_tr, y_tr)
     in_comp = np.isin(np.array(data.slices), first.slices)
@@ -339,9 +333,8 @@ def done_hashes(parts_dir: str | Path) -> set[str]:
 
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
 
 
 def run_chunk(

@@ -39,7 +39,13 @@ import pandas as pd
 from entropy_sentinel.data.prompts import build_messages
 from entropy_sentinel.generate.backends import GENERATION_COLUMNS, GenerationSettings
 from entropy_sentinel.integrity import CorruptInputError, check_file
-from entropy_sentinel.provenance import frame_fingerprint, library_versions, now, write_parquet
+from entropy_sentinel.provenance import (
+    atomic_path,
+    frame_fingerprint,
+    library_versions,
+    now,
+    write_parquet,
+)
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +289,8 @@ def _failed_runs_file(output: str | Path) -> Path:
 
 def _count_failed_run(output: Path) -> None:
     counter = _failed_runs_file(output)
-    tmp = counter.with_suffix(".tmp")
-    tmp.write_text(str(failed_runs(output) + 1))
-    tmp.replace(counter)
+    with atomic_path(counter) as tmp:
+        tmp.write_text(str(failed_runs(output) + 1))
 
 
 def failed_runs(output: str | Path) -> int:
@@ -367,9 +372,8 @@ def _discard_stale_parts(parts: Path, key: dict) -> None:
         for file in files:
             file.unlink()
     if before != key:
-        tmp = made_by.with_suffix(".tmp")
-        tmp.write_text(json.dumps(key, sort_keys=True))
-        tmp.replace(made_by)
+        with atomic_path(made_by) as tmp:
+            tmp.write_text(json.dumps(key, sort_keys=True))
 
 
 def _commit(rows: list[dict], path: Path) -> None:

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from entropy_sentinel.config.loading import schema_defaults
+
 SYSTEM_PROMPT = (
     "Task: determine if the response corresponds to the correct answer for the question, "
     "based on the given correct answer text. Answer only with the exact format: "
@@ -38,19 +40,22 @@ _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 ITEM_BUDGET_S = 120.0  # all attempts on one item together
 
 
+_DEFAULTS = schema_defaults("grading", "judge")
+
+
 @dataclass(frozen=True)
 class JudgeConfig:
     """Where and how to call the judge."""
 
     base_url: str  # e.g. "https://api.x.ai/v1" or "http://127.0.0.1:8000/v1"
     model: str
-    api_key_env: str | None = "OPENAI_API_KEY"
+    api_key_env: str | None = _DEFAULTS["api_key_env"]
     cache_path: str | None = None  # a JSONL file of verdicts
-    max_retries: int = 6
-    backoff_s: float = 1.0  # the first wait; doubled after each failed attempt
-    timeout_s: float = 120.0  # per request; an item gets ITEM_BUDGET_S in all
+    max_retries: int = _DEFAULTS["max_retries"]  # attempts per item
+    backoff_s: float = _DEFAULTS["backoff_s"]  # the first wait; doubled after each failure
+    timeout_s: float = _DEFAULTS["timeout_s"]  # per request; an item gets ITEM_BUDGET_S in all
     temperature: float | None = None  # None: the endpoint's default, as in the original
-    concurrency: int = 8  # requests in flight
+    concurrency: int = _DEFAULTS["concurrency"]  # requests in flight
 
 
 @dataclass

@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+from entropy_sentinel.config.loading import schema_defaults
+
 EXIT_BAD_INPUT = 2
 EXIT_ALERT = 3
 
@@ -91,10 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
         "monitor", help="estimates per slice over time windows, with alerts"
     )
     _log_arguments(monitor)
-    monitor.add_argument("--window", choices=("hour", "day"), default="hour")
+    defaults = schema_defaults("monitor", "*")  # the same settings as a config's monitor: block
+    monitor.add_argument("--window", choices=("hour", "day"), default=defaults["window"])
     monitor.add_argument(
         "--baseline",
-        default="first",
+        default=defaults["baseline"],
         help="'first' (each slice's first window) or START/END in ISO 8601",
     )
     monitor.add_argument(
@@ -103,7 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     monitor.add_argument(
         "--max-drop", type=float, help="alert when the estimate drops this far below baseline"
     )
-    monitor.add_argument("--min-responses", type=int, default=20, help="smaller windows: no alert")
+    monitor.add_argument(
+        "--min-responses",
+        type=int,
+        default=defaults["min_responses"],
+        help="smaller windows: no alert",
+    )
     monitor.add_argument("--out", type=Path, required=True, help="output folder")
     return parser
 
@@ -173,7 +181,7 @@ def train_command(args) -> int:
     import pandas as pd
 
     from entropy_sentinel.config.loading import ConfigError, parse_settings, validate_section
-    from entropy_sentinel.evaluate.protocol import clean_features, fit_deployed
+    from entropy_sentinel.evaluate.protocol import DEPLOYED, clean_features, fit_deployed
     from entropy_sentinel.features.compute import read_feature_spec
     from entropy_sentinel.provenance import read_provenance, sha256_file
 
@@ -211,11 +219,11 @@ def train_command(args) -> int:
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     estimator.save(args.out)
-    interval = panel.intervals_["ES"]
+    interval = panel.intervals_.get(DEPLOYED[estimator.slice_estimate])
     print(
         f"trained on {len(rows)} rows of {rows[args.slice_field].nunique()} slices "
         f"({dropped.ungraded} ungraded and {dropped.empty} empty dropped); wrote {args.out}\n"
-        f"interval: {interval.covers}"
+        f"interval: {interval.covers if interval else 'none (no training unit could be left out)'}"
     )
     return 0
 
@@ -289,6 +297,7 @@ def score_command(args) -> int:
             "written_at": now(),
         }
         columns = ["log", "line", "slice", "time", "n_tokens", "finish_reason", "p_correct"]
+        columns += ["row_estimate"]
         columns += [c for c in ("item_id",) if c in scored]
         write_parquet(scored[columns], args.out / "responses.parquet", jsonable(summary))
         slices.to_csv(args.out / "slices.csv", index=False)

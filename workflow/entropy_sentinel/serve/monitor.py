@@ -104,9 +104,9 @@ def window_table(estimator, scored: pd.DataFrame, window: str, baseline: Baselin
         else:
             inside = (group["time"] >= baseline.start) & (group["time"] < baseline.end)
             reference = group[inside]
-        base = estimator.estimate_from_p(reference["p_correct"])
+        base = estimator.estimate_from_rows(reference["row_estimate"])
         for start, members in group.groupby("window", sort=True):
-            estimate = estimator.estimate_from_p(members["p_correct"])
+            estimate = estimator.estimate_from_rows(members["row_estimate"])
             rows.append(
                 {
                     "slice": name,

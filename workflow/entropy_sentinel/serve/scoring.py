@@ -88,7 +88,8 @@ def _per_response(batch: LogprobBatch, spec: FeatureSpec, rows) -> pd.DataFrame:
 
 
 def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
-    """``batch.meta`` with the features and ``p_correct`` of every response it can score.
+    """``batch.meta`` with the features, ``p_correct`` and ``row_estimate`` (its part of its
+    slice's estimate, which is their mean) of every response it can score.
 
     Responses whose features are undefined (NaN or infinite) are dropped and counted in
     ``batch.skipped["undefined features"]``.
@@ -103,15 +104,17 @@ def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
         f"{source}:{line}: a feature is NaN or infinite (e.g. a log-prob of -inf)" for line in lines
     ]
     scored = pd.concat([batch.meta.reset_index(drop=True), features], axis=1)[defined]
-    scored["p_correct"] = estimator.p_correct(scored[list(FEATURE_NAMES)]) if len(scored) else []
+    rows = scored[list(FEATURE_NAMES)]
+    scored["p_correct"] = estimator.p_correct(rows) if len(scored) else []
+    scored["row_estimate"] = estimator.row_estimates(rows) if len(scored) else []
     return scored.reset_index(drop=True)
 
 
 def slice_table(estimator, scored: pd.DataFrame) -> pd.DataFrame:
     """Estimated accuracy and interval per slice (and over all responses, slice ``*``)."""
     rows = [
-        {"slice": name, **estimator.estimate_from_p(group["p_correct"]).as_dict()}
+        {"slice": name, **estimator.estimate_from_rows(group["row_estimate"]).as_dict()}
         for name, group in scored.groupby("slice", sort=True)
     ]
-    rows.append({"slice": "*", **estimator.estimate_from_p(scored["p_correct"]).as_dict()})
+    rows.append({"slice": "*", **estimator.estimate_from_rows(scored["row_estimate"]).as_dict()})
     return pd.DataFrame(rows)

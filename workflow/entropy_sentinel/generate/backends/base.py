@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from entropy_sentinel.config.loading import schema_defaults
+
 GENERATION_COLUMNS = (
     "item_id",
     "prompt_tokens",
@@ -34,26 +36,30 @@ DEFAULT_REASONING_MARKERS = (
 )
 
 
+_DEFAULTS = schema_defaults("generation", "settings")
+
+
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Decoding settings; recorded verbatim in every output's provenance."""
+    """Decoding settings (defaults: the config schema's); recorded verbatim in every output's
+    provenance."""
 
-    max_new_tokens: int = 512
-    temperature: float = 0.5  # 0 means greedy
-    top_p: float = 1.0
-    top_k_logprobs: int = 20
-    logprobs_mode: str = "raw"  # "raw": before temperature/top-p; "processed": after
-    seed: int = 42
-    batch_size: int = 16
-    max_batch_tokens: int = 16384  # prompt+generation token budget per batch
-    max_model_len: int | None = None  # context length; None: the model's own
-    batching: str = "refill"  # "refill" | "compact" | "static" (see transformers_backend)
-    reasoning_markers: list | None = None  # [[open, close], ...]; None: the defaults
-    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU
-    device: str = "auto"
-    enable_thinking: bool | None = None  # passed to chat templates that support it
-    system_prompt: str | None = None
-    trust_remote_code: bool = False
+    max_new_tokens: int = _DEFAULTS["max_new_tokens"]
+    temperature: float = _DEFAULTS["temperature"]  # 0 means greedy
+    top_p: float = _DEFAULTS["top_p"]
+    top_k_logprobs: int = _DEFAULTS["top_k_logprobs"]
+    logprobs_mode: str = _DEFAULTS["logprobs_mode"]  # "raw": before temperature/top-p
+    seed: int = _DEFAULTS["seed"]
+    batch_size: int = _DEFAULTS["batch_size"]
+    max_batch_tokens: int = _DEFAULTS["max_batch_tokens"]  # prompt+generation tokens per batch
+    max_model_len: int | None = _DEFAULTS["max_model_len"]  # None: the model's own
+    batching: str = _DEFAULTS["batching"]  # refill | compact | static (transformers_backend)
+    reasoning_markers: list | None = _DEFAULTS["reasoning_markers"]  # None: the defaults
+    dtype: str = _DEFAULTS["dtype"]  # auto: bfloat16 on GPU, float32 on CPU
+    device: str = _DEFAULTS["device"]
+    enable_thinking: bool | None = _DEFAULTS["enable_thinking"]
+    system_prompt: str | None = _DEFAULTS["system_prompt"]
+    trust_remote_code: bool = _DEFAULTS["trust_remote_code"]
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
