@@ -32,7 +32,7 @@ import pyarrow as pa  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from traffic_logs import synthetic_response  # noqa: E402
 
-from entropy_sentinel.estimate.classifier import make_estimator  # noqa: E402
+from entropy_sentinel.estimate.classifier import EntropySentinel  # noqa: E402
 from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec, response_features  # noqa: E402
 from entropy_sentinel.serve.logs import LogFormat, read_log  # noqa: E402
 from entropy_sentinel.serve.monitor import score_logs  # noqa: E402
@@ -61,7 +61,7 @@ def fit_estimator(path: Path, spec: FeatureSpec):
     features = batch_features(read_log(log, FORMAT, spec.k), spec)
     rng = np.random.default_rng(1)
     correct = rng.random(len(features)) < 1 / (1 + np.exp(-(4 - 4 * features["mean"])))
-    est = make_estimator("random_forest", calibrate=True, balance=True, features="17D")
+    est = EntropySentinel("random_forest", calibrate=True, balance=True, features="17D")
     return est.fit(features, correct.astype(int), feature_spec=spec)
 
 

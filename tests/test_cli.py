@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from traffic_logs import synthetic_response, write_log
 
-from entropy_sentinel.estimate.classifier import make_estimator
+from entropy_sentinel.estimate.classifier import EntropySentinel
 from entropy_sentinel.estimate.intervals import SliceInterval
 from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec, response_features
 from entropy_sentinel.serve.logs import LogFormat, TrafficError, read_log
@@ -37,7 +37,7 @@ def fit_estimator(path: Path, *, k: int = 20, mode: str = "raw") -> Path:
     features = batch_features(read_log(log, LogFormat(response_field="response"), k), FeatureSpec())
     rng = np.random.default_rng(0)
     correct = rng.random(len(features)) < 1 / (1 + np.exp(-(8 - 4 * features["mean"])))
-    est = make_estimator("logistic_regression", calibrate=False, features="17D")
+    est = EntropySentinel("logistic_regression", calibrate=False, features="17D")
     est.fit(features, correct.astype(int), feature_spec=FeatureSpec(k=k, logprobs_mode=mode))
     est.interval_ = SliceInterval(1.64, 0.0005, 0.9, "conformal", 6, "slice").as_dict()
     est.save(path)
@@ -139,36 +139,47 @@ def test_inputs_that_cannot_be_scored_honestly_are_refused(
     assert message in run.stderr
 
 
-def test_an_estimator_on_answer_features_is_refused_by_name(tmp_path):
-    """Logs yield the 17 entropy features; an estimator that needs more says so, not KeyError."""
+def test_an_estimator_on_answer_features_scores_logs(tmp_path):
+    """The answer-span features of a logged response (its text and finish reason) are those
+    training computes from generation rows, and `score` runs an estimator that reads them."""
+    from entropy_sentinel.features.compute import answer_features
+    from entropy_sentinel.features.entropy import entropy_profile
+
     log = write_log(tmp_path / "train.jsonl", 60, seed=3)
-    features = batch_features(
-        read_log(log, LogFormat(response_field="response"), 20), FeatureSpec()
-    )
-    features = features.assign(
-        answer_stated=1.0,
-        answer_se_mean=features["mean"],
-        answer_nll_mean=features["nll_avg"],
-        answer_nll_max=features["nll_max"],
-        truncated_flag=0.0,
-        log_tokens=3.0,
-    )
-    correct = np.arange(len(features)) % 2
-    est = make_estimator("logistic_regression", calibrate=False, features="3D+answer")
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for i, record in enumerate(records):
+        choice = record["response"]["choices"][0]
+        steps = choice["logprobs"]["content"]
+        choice["message"]["content"] = " ".join(s["token"] for s in steps) + (
+            " so the answer is 42." if i % 3 else ""
+        )
+        choice["finish_reason"] = "length" if i % 4 == 0 else "stop"
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    batch = read_log(log, LogFormat(response_field="response"), 20)
+    features = batch_features(batch, FeatureSpec(), answer=True)
+    for i in (0, 1, 2, 7):
+        choice = records[i]["response"]["choices"][0]
+        steps = choice["logprobs"]["content"]
+        topk = np.array([[t["logprob"] for t in s["top_logprobs"]] for s in steps])
+        sampled = np.array([s["logprob"] for s in steps])
+        expected = answer_features(
+            entropy_profile(topk, "topk"), sampled, choice["message"]["content"],
+            choice["finish_reason"],
+        )  # fmt: skip
+        assert features.loc[i, list(expected)].to_dict() == pytest.approx(expected)
+    assert features["answer_stated"].tolist() == [float(i % 3 > 0) for i in range(60)]
+    assert features["truncated_flag"].tolist() == [float(i % 4 == 0) for i in range(60)]
+
+    correct = features["answer_stated"].to_numpy() > 0
+    est = EntropySentinel("logistic_regression", calibrate=False, features="3D+answer")
     est.fit(features, correct, feature_spec=FeatureSpec(k=20, logprobs_mode="raw"))
     est.save(tmp_path / "answer.skops")
-    run = run_cli(
-        "score",
-        log,
-        "--estimator",
-        tmp_path / "answer.skops",
-        "--response-field",
-        "response",
-        "--logprobs-mode",
-        "raw",
-    )
-    assert run.returncode == 2, run.stderr
-    assert "the estimator uses ['answer_nll_max'" in run.stderr and "Traceback" not in run.stderr
+    out = tmp_path / "scored"
+    run = run_cli("score", log, "--estimator", tmp_path / "answer.skops", "--response-field",
+                  "response", "--logprobs-mode", "raw", "--out", out)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    estimate = pd.read_csv(out / "slices.csv").set_index("slice").loc["*", "point"]
+    assert estimate == pytest.approx(est.estimate(features).point)
 
 
 def test_wider_logs_are_cut_to_the_estimators_k(tmp_path):

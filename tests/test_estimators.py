@@ -15,7 +15,6 @@ from entropy_sentinel.estimate.classifier import (
     FeatureSpecMismatch,
     TooFewSamplesError,
     load_estimator,
-    make_estimator,
 )
 from entropy_sentinel.features.compute import FEATURE_NAMES, FEATURE_SETS, FeatureSpec
 from entropy_sentinel.features.simulate import synthetic_features, true_probability
@@ -28,7 +27,7 @@ def table():
 
 @pytest.mark.parametrize("classifier", ["random_forest", "logistic_regression", "mlp"])
 def test_fit_predict_and_round_trip(table, tmp_path, classifier):
-    est = make_estimator(classifier, calibrate=True, balance=True, features="3D")
+    est = EntropySentinel(classifier, calibrate=True, balance=True, features="3D")
     est.fit(table, table["correct"], provenance={"train_slices": ["a", "b", "c"]})
     proba = est.predict_proba(table)
     assert proba.shape == (len(table), 2) and np.allclose(proba.sum(axis=1), 1.0)
@@ -55,7 +54,7 @@ def test_balanced_calibrated_mean_p_is_unbiased_on_imbalanced_data(classifier):
     y = rng.random(n) < 1 / (1 + np.exp(-logit))
     assert 0.08 < y.mean() < 0.13
     train, test = slice(0, 2000), slice(2000, n)
-    est = make_estimator(classifier, calibrate=True, balance=True, features="17D")
+    est = EntropySentinel(classifier, calibrate=True, balance=True, features="17D")
     est.fit(X.iloc[train], y[train])
     truth = (1 / (1 + np.exp(-logit.iloc[test]))).mean()
     assert abs(est.p_correct(X.iloc[test]).mean() - truth) < 0.02
@@ -75,11 +74,10 @@ def test_defaults_are_the_schemas():
     for name, default in EntropySentinel().get_params().items():
         if name != "params":
             assert schema[name] == default, name
-    assert make_estimator().get_params() == EntropySentinel().get_params()
 
 
 def test_clone_and_params_follow_the_sklearn_contract(table):
-    est = make_estimator("logistic_regression", calibrate=False, features="1D")
+    est = EntropySentinel("logistic_regression", calibrate=False, features="1D")
     copy = clone(est)
     assert copy.get_params() == est.get_params() and not hasattr(copy, "model_")
     fitted = est.fit(table, table["correct"])
@@ -88,7 +86,7 @@ def test_clone_and_params_follow_the_sklearn_contract(table):
 
 
 def test_selects_columns_by_name(table):
-    est = make_estimator("logistic_regression", features="1D").fit(table, table["correct"])
+    est = EntropySentinel("logistic_regression", features="1D").fit(table, table["correct"])
     shuffled = table[list(reversed(table.columns))]
     np.testing.assert_array_equal(est.predict_proba(shuffled), est.predict_proba(table))
     with pytest.raises(KeyError):
@@ -96,7 +94,7 @@ def test_selects_columns_by_name(table):
 
 
 def test_calibrated_estimate_tracks_true_accuracy(table):
-    est = make_estimator("logistic_regression", calibrate=True, balance=False, features="17D")
+    est = EntropySentinel("logistic_regression", calibrate=True, balance=False, features="17D")
     train = table[table["split"] == "train"]
     est.fit(train, train["correct"])
     for _, g in table[table["split"] == "test"].groupby("domain"):
@@ -107,12 +105,12 @@ def test_too_few_minority_rows_raise(table):
     y = np.zeros(len(table), dtype=bool)
     y[0] = True
     with pytest.raises(TooFewSamplesError):
-        make_estimator("logistic_regression", features="3D").fit(table, y)
+        EntropySentinel("logistic_regression", features="3D").fit(table, y)
 
 
 def test_scoring_rows_with_another_feature_spec_raises(table, tmp_path):
     spec = FeatureSpec(definitions="standard", entropy="topk", k=20, logprobs_mode="raw")
-    est = make_estimator("logistic_regression", features="3D")
+    est = EntropySentinel("logistic_regression", features="3D")
     est.fit(table, table["correct"], feature_spec=spec)
     est.save(tmp_path / "e.skops")
     loaded = load_estimator(tmp_path / "e.skops")
@@ -129,7 +127,7 @@ def test_scoring_rows_with_another_feature_spec_raises(table, tmp_path):
 
 
 def test_corrupt_file_names_the_path_and_the_fix(table, tmp_path):
-    path = make_estimator("logistic_regression", features="1D").fit(table, table["correct"])
+    path = EntropySentinel("logistic_regression", features="1D").fit(table, table["correct"])
     path = path.save(tmp_path / "e.skops")
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ValueError, match=r"e\.skops.*truncated or corrupt.*forcerun"):
@@ -139,7 +137,7 @@ def test_corrupt_file_names_the_path_and_the_fix(table, tmp_path):
 def test_failed_save_leaves_no_temporary(table, tmp_path, monkeypatch):
     import skops.io as sio
 
-    est = make_estimator("logistic_regression", features="1D").fit(table, table["correct"])
+    est = EntropySentinel("logistic_regression", features="1D").fit(table, table["correct"])
 
     def full_disk(obj, file):
         Path(file).write_bytes(b"partial")
@@ -164,11 +162,13 @@ def test_load_refuses_unknown_types(tmp_path):
 
 
 def test_unknown_names_rejected():
+    base = {"classifier": "logistic_regression", "calibrate": True, "balance": True}
+    base |= {"features": "3D", "calibration": "sigmoid", "seed": 0, "slice_estimate": "atc"}
     with pytest.raises(ValueError):
-        make_estimator("svm")
+        EntropySentinel.from_config({**base, "classifier": "svm"})
     with pytest.raises(ValueError):
-        make_estimator(features="5D")
-    assert make_estimator("neural_network").classifier == "mlp"
+        EntropySentinel.from_config({**base, "features": "5D"})
+    assert EntropySentinel("neural_network").config()["classifier"] == "mlp"
 
 
 def test_one_class_training_falls_back_to_the_prior_only_when_allowed(tmp_path):
@@ -176,8 +176,8 @@ def test_one_class_training_falls_back_to_the_prior_only_when_allowed(tmp_path):
     X = pd.DataFrame(rng.normal(size=(20, 17)), columns=list(FEATURE_NAMES))
     y = np.zeros(20, dtype=bool)
     with pytest.raises(TooFewSamplesError):
-        make_estimator("random_forest", True, True, "17D").fit(X, y)
-    est = make_estimator("random_forest", True, True, "17D").fit(X, y, allow_degenerate=True)
+        EntropySentinel("random_forest", True, True, "17D").fit(X, y)
+    est = EntropySentinel("random_forest", True, True, "17D").fit(X, y, allow_degenerate=True)
     assert "minority class" in est.degenerate_
     assert np.all(est.p_correct(X) == 0.0)
     est.save(tmp_path / "e.skops")

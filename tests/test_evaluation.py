@@ -133,10 +133,10 @@ def test_shuffled_labels_give_large_error(table):
     shuffled = table.copy()
     shuffled["correct"] = np.random.default_rng(0).permutation(shuffled["correct"].to_numpy())
     # labels no longer depend on the features, yet the evaluation uses the true labels
-    from entropy_sentinel.estimate.classifier import make_estimator
+    from entropy_sentinel.estimate.classifier import EntropySentinel
 
     train = shuffled[shuffled["split"] == "train"]
-    est = make_estimator("logistic_regression", calibrate=True, balance=False, features="17D")
+    est = EntropySentinel("logistic_regression", calibrate=True, balance=False, features="17D")
     est.fit(train, train["correct"])
     true_acc, est_acc = [], []
     for _, g in table.groupby("domain"):

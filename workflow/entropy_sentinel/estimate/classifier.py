@@ -422,6 +422,15 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             return SliceEstimate(point, n=int(r.size))
         return SliceInterval.from_dict(self.interval_).around(point, int(r.size))
 
+    @classmethod
+    def from_config(cls, cfg: dict[str, Any]) -> EntropySentinel:
+        """An unfitted estimator from a validated config["estimator"] (the schema holds the
+        defaults; other keys are ignored). Unknown names fail here, before any fit."""
+        canonical_classifier(cfg["classifier"])
+        feature_names(cfg["features"])
+        names = ("classifier", "calibrate", "balance", "features", "calibration", "seed")
+        return cls(**{k: cfg[k] for k in (*names, "slice_estimate")})
+
     # ------------------------------------------------------------ persistence
 
     def metadata(self) -> dict[str, Any]:
@@ -509,43 +518,6 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         est.best_params_ = meta["best_params"]
         est.provenance_ = meta["provenance"]
         return est
-
-
-def make_estimator(
-    classifier: str = "logistic_regression",
-    calibrate: bool = True,
-    balance: bool = True,
-    features: str | tuple[str, ...] | None = "3D+answer",
-    seed: int = 42,
-    calibration: str = "sigmoid",
-    slice_estimate: str = "atc",
-) -> EntropySentinel:
-    """An unfitted EntropySentinel."""
-    canonical_classifier(classifier)
-    feature_names(features)
-    return EntropySentinel(
-        canonical_classifier(classifier),
-        calibrate,
-        balance,
-        features,
-        calibration,
-        seed,
-        slice_estimate=slice_estimate,
-    )
-
-
-def estimator_from_config(cfg: dict[str, Any]) -> EntropySentinel:
-    """An unfitted EntropySentinel from config["estimator"] (extra keys are ignored); the
-    schema holds the defaults."""
-    return make_estimator(
-        classifier=cfg["classifier"],
-        calibrate=bool(cfg["calibrate"]),
-        balance=bool(cfg["balance"]),
-        features=cfg["features"],
-        seed=int(cfg["seed"]),
-        calibration=cfg["calibration"],
-        slice_estimate=cfg["slice_estimate"],
-    )
 
 
 def load_estimator(path: str | Path) -> EntropySentinel:

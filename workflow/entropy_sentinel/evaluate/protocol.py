@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from entropy_sentinel.estimate.classifier import EntropySentinel, estimator_from_config
+from entropy_sentinel.estimate.classifier import EntropySentinel
 from entropy_sentinel.estimate.slice_estimators import REPORTED, EstimatorPanel
 from entropy_sentinel.evaluate.metrics import (
     auroc,
@@ -78,11 +78,6 @@ def protocol_masks(
     return in_train_slice & is_train, ~(in_train_slice & is_train)
 
 
-def design_from_config(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The classifier design (EntropySentinel parameters) of config["estimator"]."""
-    return estimator_from_config(cfg).config()
-
-
 @dataclass
 class EvaluationResult:
     """Output of run_evaluation."""
@@ -96,7 +91,7 @@ class EvaluationResult:
 
 def _panel(cfg: dict[str, Any], n_jobs: int = 1) -> EstimatorPanel:
     return EstimatorPanel(
-        design=design_from_config(cfg),
+        design=EntropySentinel.from_config(cfg).config(),
         level=float(cfg["interval_level"]),
         min_units=int(cfg["interval_units"]),
         seed=int(cfg["seed"]),

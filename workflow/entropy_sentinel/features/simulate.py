@@ -48,6 +48,16 @@ def synthetic_features(
         feats["mean"] = 0.5 * x + rng.normal(0.0, 1.0, n)
         feats["se_sum"] = x + rng.normal(0.0, 0.5, n)
         feats["nll_sum"] = x + rng.normal(0.0, 0.7, n)
+        n_tokens = rng.integers(5, 500, n)
+        # the answer-span features: noise here (the signal is all in x), shaped like the real ones
+        feats |= {
+            "answer_stated": (rng.random(n) < 0.9).astype(float),
+            "answer_se_mean": rng.normal(0.0, 1.0, n),
+            "answer_nll_mean": rng.normal(0.0, 1.0, n),
+            "answer_nll_max": rng.normal(0.0, 1.0, n),
+            "truncated_flag": np.zeros(n),
+            "log_tokens": np.log(n_tokens),
+        }
         split = np.where(rng.permutation(n) < int(0.8 * n), "train", "test")
         frames.append(
             pd.DataFrame(
@@ -58,7 +68,7 @@ def synthetic_features(
                     "domain": name,
                     "split": split,
                     "correct": correct,
-                    "n_tokens": rng.integers(5, 500, n),
+                    "n_tokens": n_tokens,
                     "finish_reason": "stop",
                     "truncated": False,
                     **feats,

@@ -420,43 +420,91 @@ def settings_provenance(model_manifest: dict, settings: GenerationSettings, back
     }
 
 
+def run_job(
+    generation: dict,
+    manifest: dict,
+    benchmark: str | Path,
+    output: str | Path,
+    *,
+    shard: int = 0,
+    n_shards: int = 1,
+    prompt_style: str = "raw",
+    threads: int = 0,
+    retry_of: str | Path | None = None,
+    max_new_tokens: int | None = None,
+) -> None:
+    """One generation job as rules generate and regenerate_truncated run it: the model's
+    settings merged over ``generation.settings``, its backend built, then one shard (or, with
+    ``retry_of``, that shard's truncated items with ``max_new_tokens``) generated."""
+    from entropy_sentinel.generate.backends import load_backend
+
+    merged, engine_args = model_settings(generation["settings"], manifest.get("spec", {}))
+    if max_new_tokens:
+        merged["max_new_tokens"] = max_new_tokens
+    settings = GenerationSettings.from_config(merged)
+    options = engine_args
+    if generation["backend"] == "openai":  # the served model is named after the config's model
+        openai = generation["openai"]
+        options = {**openai, "model": openai.get("model") or manifest["name"]}
+    backend = load_backend(
+        generation["backend"], manifest["weights_dir"], settings, threads, options
+    )
+    common = dict(
+        backend=backend,
+        benchmark=pd.read_parquet(benchmark),
+        chunk_size=generation["chunk_size"],
+        prompt_style=prompt_style,
+        output=output,
+        provenance=settings_provenance(manifest, settings, backend),
+    )
+    if retry_of:
+        run_retry(shard_file=retry_of, **common)
+    else:
+        run_shard(shard=shard, n_shards=n_shards, shard_size=generation["shard_size"], **common)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m entropy_sentinel.generate.shard``: one shard (or retry) outside Snakemake."""
     import argparse
-    import json
 
-    from entropy_sentinel.generate.backends import load_backend
+    from entropy_sentinel.config.loading import schema_defaults
 
+    defaults = schema_defaults("generation")
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--weights", required=True)
     parser.add_argument("--benchmark", required=True, help="benchmark parquet")
     parser.add_argument("--output", required=True)
     parser.add_argument("--backend", default="transformers")
     parser.add_argument("--settings", default="{}", help="GenerationSettings as JSON")
+    parser.add_argument("--options", default="{}", help="the openai backend's options as JSON")
     parser.add_argument("--shard", type=int, default=0)
     parser.add_argument("--n-shards", type=int, default=1)
-    parser.add_argument("--shard-size", type=int, default=500)
-    parser.add_argument("--chunk-size", type=int, default=32)
+    parser.add_argument("--shard-size", type=int, default=defaults["shard_size"])
+    parser.add_argument("--chunk-size", type=int, default=defaults["chunk_size"])
     parser.add_argument("--prompt", default="raw")
     parser.add_argument("--retry-of", help="a shard file: regenerate its truncated items")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    settings = GenerationSettings.from_config(json.loads(args.settings))
-    backend = load_backend(args.backend, args.weights, settings, args.threads)
-    manifest = {"name": Path(args.weights).name}
-    common = dict(
-        backend=backend,
-        benchmark=pd.read_parquet(args.benchmark),
-        chunk_size=args.chunk_size,
+    generation = {
+        "backend": args.backend,
+        "settings": json.loads(args.settings),
+        "openai": json.loads(args.options),
+        "shard_size": args.shard_size,
+        "chunk_size": args.chunk_size,
+    }
+    manifest = {"name": Path(args.weights).name, "weights_dir": args.weights}
+    run_job(
+        generation,
+        manifest,
+        args.benchmark,
+        args.output,
+        shard=args.shard,
+        n_shards=args.n_shards,
         prompt_style=args.prompt,
-        output=args.output,
-        provenance=settings_provenance(manifest, settings, backend),
+        threads=args.threads,
+        retry_of=args.retry_of,
     )
-    if args.retry_of:
-        run_retry(shard_file=args.retry_of, **common)
-    else:
-        run_shard(shard=args.shard, n_shards=args.n_shards, shard_size=args.shard_size, **common)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,7 @@ class LogprobBatch:
     ``skipped_at`` holds the first few ``file:line: detail`` of each reason.
     """
 
-    meta: pd.DataFrame  # line, slice, time, n_tokens
+    meta: pd.DataFrame  # line, slice, time, n_tokens, finish_reason, response (text)
     offsets: np.ndarray
     topk: np.ndarray
     sampled: np.ndarray
@@ -147,7 +147,7 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
         pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),
         np.zeros(0, bool), fmt.logprobs_mode, k,
     )  # fmt: skip
-    kept: list[tuple] = []  # (line, slice, time, finish_reason, steps)
+    kept: list[tuple] = []  # (line, slice, time, finish_reason, text, steps)
     found = {"slice": fmt.slice_field is None, "time": fmt.time_field is None}
     seen_keys: dict[str, set] = {"slice": set(), "time": set()}
     with open(path, "rb") as lines:
@@ -157,7 +157,7 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
             try:
                 record = _parse_line(raw)
                 response = _get(record, fmt.response_field) if fmt.response_field else record
-                steps, finish = _response_steps(response, record, fmt)
+                steps, finish, text = _response_steps(response, record, fmt)
                 for kind, dotted in (("slice", fmt.slice_field), ("time", fmt.time_field)):
                     if dotted and not found[kind]:
                         found[kind] = _get(record, dotted) is not None
@@ -173,7 +173,7 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
                 continue
             label = _slice_label(_get(record, fmt.slice_field)) if fmt.slice_field else "all"
             when = stamp if isinstance(stamp, float) else math.nan
-            kept.append((number, label, when, finish, steps))
+            kept.append((number, label, when, finish, text, steps))
     for kind, dotted in (("slice", fmt.slice_field), ("time", fmt.time_field)):
         if kept and not found[kind]:
             flag = "--slice-field" if kind == "slice" else "--time-field"
@@ -204,7 +204,8 @@ def _parse_line(raw: bytes):
 
 
 def _response_steps(response, record: dict, fmt: LogFormat):
-    """The steps of a record's response and its finish reason, or ``_Skip`` saying why not."""
+    """The steps of a record's response, its finish reason and its text (the answer features
+    read it), or ``_Skip`` saying why not."""
     for body in (response, record):
         if isinstance(body, dict) and "error" in body and not body.get("choices"):
             error = body["error"]
@@ -237,7 +238,9 @@ def _response_steps(response, record: dict, fmt: LogFormat):
     if not steps.tokens:
         raise _Skip("no tokens", "the response has no generated tokens")
     finish = choice.get("finish_reason")
-    return steps, finish if isinstance(finish, str) else None
+    message = choice.get("message")
+    text = message.get("content") if isinstance(message, dict) else choice.get("text")
+    return steps, finish if isinstance(finish, str) else None, text if isinstance(text, str) else ""
 
 
 _MAX_LOGPROB = 1e-3  # servers round log p = 0 to tiny positives; anything larger is not one
@@ -310,7 +313,7 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
     if k is None:  # no estimator to say: the widest the log holds
         k = max((min(map(len, s.topk_logprobs)) for *_, s in kept), default=0) or None
     rows, topk, sampled, in_topk, lengths = [], [], [], [], []
-    for number, label, when, finish, steps in kept:
+    for number, label, when, finish, text, steps in kept:
         narrowest = min(map(len, steps.topk_logprobs))
         if k is None or narrowest < k:
             batch.skip(
@@ -328,8 +331,8 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
             pairs = zip(steps.tokens, steps.topk_tokens, strict=True)
         in_topk.extend(chosen in top[:k] for chosen, top in pairs)
         lengths.append(len(steps.tokens))
-        rows.append((number, label, when, finish))
-    lines, labels, times, finish = zip(*rows, strict=True) if rows else ((), (), (), ())
+        rows.append((number, label, when, finish, text))
+    lines, labels, times, finish, texts = zip(*rows, strict=True) if rows else ((),) * 5
     batch.meta = pd.DataFrame(
         {
             "line": np.asarray(lines, dtype=np.int64),
@@ -337,6 +340,7 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
             "time": pd.to_datetime(np.asarray(times, dtype=np.float64), unit="s", utc=True),
             "n_tokens": np.asarray(lengths, dtype=np.int64),
             "finish_reason": pd.Series(finish, dtype=object),
+            "response": pd.Series(texts, dtype=object),
         }
     )
     batch.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
@@ -463,6 +467,9 @@ def _read_generation_parquet(path: Path, fmt: LogFormat, k: int | None) -> Logpr
             else pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns, UTC]"),
             "n_tokens": lengths,
             "finish_reason": rows.column("finish_reason").to_pandas(),
+            "response": rows.column("response").to_pandas().fillna("")
+            if "response" in names
+            else "",
         }
     )
     offsets = np.concatenate([[0], np.cumsum(lengths)])

@@ -3,10 +3,10 @@
 Features of many responses are computed at once. The per-step entropy comes from
 ``entropy.entropy_profile`` over all steps stacked; the 17 features of the ``standard``
 definitions are then per-response reductions of it (segment sums, maxima, a segmented sort for
-the quantiles). Those definitions live in ``features.py``: every batch checks its first
-responses against ``features.response_features`` and fails loudly on any difference, so the two
-cannot drift apart. Other feature specs (paper definitions, answer/reasoning segments) take the
-per-response path of ``features.py`` directly.
+the quantiles). Those definitions live in ``features.compute``, and tests hold the two equal.
+Other feature specs (paper definitions, answer/reasoning segments) take the per-response path
+of ``features.compute`` directly. The answer-span features come from each response's text and
+finish reason through ``features.compute.answer_features``, as at training.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from entropy_sentinel.features.compute import (
     ANSWER_FEATURES,
     FEATURE_NAMES,
     FeatureSpec,
+    answer_features,
     response_features,
     standard_features,
 )
@@ -48,13 +49,6 @@ def check_scorable(estimator, batch: LogprobBatch, source: str) -> None:
         raise TrafficError(
             f"{source}: {batch.k} top log-probs per token, the estimator needs {spec.k}"
         )
-    answer = sorted(set(feature_names(estimator.features) or ()) & set(ANSWER_FEATURES))
-    if answer:
-        raise TrafficError(
-            f"{source}: the estimator uses {answer}, which need the response text and finish "
-            "reason; scoring logs computes the 17 entropy features only. Use an estimator "
-            "trained with estimator.features 17D, 14D, 10D, 3D or 1D"
-        )
     if spec.entropy == "full":
         raise TrafficError(
             f"{source}: the estimator uses full-vocabulary entropy, which servers do not report; "
@@ -62,14 +56,25 @@ def check_scorable(estimator, batch: LogprobBatch, source: str) -> None:
         )
 
 
-def batch_features(batch: LogprobBatch, spec: FeatureSpec) -> pd.DataFrame:
-    """The 17 features of every response of ``batch`` (one row each, in order)."""
-    if spec.definitions != "standard" or spec.segment != "all":
-        return _per_response(batch, spec, range(len(batch)))
+def batch_features(batch: LogprobBatch, spec: FeatureSpec, answer: bool = False) -> pd.DataFrame:
+    """The 17 features of every response of ``batch`` (one row each, in order), and with
+    ``answer`` the answer-span features, from each response's text and finish reason as
+    ``features.compute.feature_table`` computes them from generation rows."""
     profile = entropy_profile(
         batch.topk, spec.entropy, sampled_logprobs=batch.sampled, sampled_in_topk=batch.in_topk
     )
-    return pd.DataFrame(standard_features(profile, batch.sampled, batch.offsets))
+    if spec.definitions != "standard" or spec.segment != "all":
+        table = _per_response(batch, spec, range(len(batch)))
+    else:
+        table = pd.DataFrame(standard_features(profile, batch.sampled, batch.offsets))
+    if not answer:
+        return table
+    text, finish = batch.meta["response"].to_numpy(), batch.meta["finish_reason"].to_numpy()
+    spans = [
+        answer_features(profile[batch.steps(i)], batch.sampled[batch.steps(i)], text[i], finish[i])
+        for i in range(len(batch))
+    ]
+    return pd.concat([table, pd.DataFrame(spans, columns=list(ANSWER_FEATURES))], axis=1)
 
 
 def _per_response(batch: LogprobBatch, spec: FeatureSpec, rows) -> pd.DataFrame:
@@ -96,7 +101,8 @@ def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
     """
     spec = estimator.feature_spec_
     check_scorable(estimator, batch, source)
-    features = batch_features(batch, spec)
+    names = feature_names(estimator.features) or FEATURE_NAMES
+    features = batch_features(batch, spec, answer=bool(set(names) & set(ANSWER_FEATURES)))
     defined = np.isfinite(features.to_numpy(dtype=np.float64)).all(axis=1)
     batch.skipped["undefined features"] = int((~defined).sum())
     lines = batch.meta["line"].to_numpy()[~defined][:EXAMPLES]
@@ -104,7 +110,7 @@ def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
         f"{source}:{line}: a feature is NaN or infinite (e.g. a log-prob of -inf)" for line in lines
     ]
     scored = pd.concat([batch.meta.reset_index(drop=True), features], axis=1)[defined]
-    rows = scored[list(FEATURE_NAMES)]
+    rows = scored[list(features.columns)]
     scored["p_correct"] = estimator.p_correct(rows) if len(scored) else []
     scored["row_estimate"] = estimator.row_estimates(rows) if len(scored) else []
     return scored.reset_index(drop=True)
