@@ -25,7 +25,13 @@ result = run_evaluation(
 )
 m = result.metrics
 log.info("dropped %d ungraded and %d empty rows", m["n_dropped_ungraded"], m["n_dropped_empty"])
-log.info("ES MAE %.4f, ATC[max] MAE %.4f; selected %s", m["mae"], m["atc_max_mae"], m["selected"])
+log.info(
+    "%s MAE %.4f, ATC[max] MAE %.4f; selected %s",
+    m["deployed"],
+    m["mae"],
+    m["atc_max_mae"],
+    m["selected"],
+)
 result.per_slice.to_csv(snakemake.output.slices, index=False)
 result.estimates.to_csv(snakemake.output.estimates, index=False)
 result.estimator.save(snakemake.output.estimator)

@@ -48,12 +48,13 @@ def model_section(model: str, per_slice: pd.DataFrame, metrics: dict[str, Any]) 
     interval = metrics.get("interval", {})
     lines += [
         f"Classifier: {est.get('classifier')}, calibrate={est.get('calibrate')}, "
-        f"balance={est.get('balance')}, features={est.get('features')}; trained on: {train} "
+        f"balance={est.get('balance')}, features={est.get('features')}, slice estimate "
+        f"{metrics.get('deployed', 'ES')}; trained on: {train} "
         f"({metrics.get('n_train', 'n/a')} rows). Feature spec: {metrics.get('feature_spec')}.",
         "",
         f"Interval: {interval.get('covers', 'n/a')}.",
         "",
-        "| slice | in training | n | true acc | ES estimate | interval | abs error "
+        "| slice | in training | n | true acc | estimate | interval | abs error "
         "| Selected | ATC[max] |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -101,13 +102,14 @@ def summary_markdown(results: dict[str, tuple[pd.DataFrame, dict[str, Any]]]) ->
         "Accuracy estimated without labels from decoding entropy (arXiv 2601.09001). "
         "Training slices are scored on their held-out test split, the others on all rows.",
         "",
-        "| model | ES MAE | Selected MAE | ATC[max] MAE | Spearman ρ | AUROC |",
-        "|---|---|---|---|---|---|",
+        "| model | estimate | MAE | Selected MAE | ATC[max] MAE | Spearman ρ | AUROC |",
+        "|---|---|---|---|---|---|---|",
     ]
     for model, (_, m) in results.items():
         by = m.get("estimators", {})
         lines.append(
-            f"| {model} | {_fmt(m.get('mae'))} | {_fmt(by.get('Selected', {}).get('mae'))} "
+            f"| {model} | {m.get('deployed', 'ES')} | {_fmt(m.get('mae'))} "
+            f"| {_fmt(by.get('Selected', {}).get('mae'))} "
             f"| {_fmt(m.get('atc_max_mae'))} | {_fmt(m.get('spearman'))} "
             f"| {_fmt(m.get('auroc_pooled'))} |"
         )
