@@ -78,11 +78,10 @@ class SourceFit:
         feature_spec: FeatureSpec | None = None,
         provenance: dict[str, Any] | None = None,
     ) -> SourceFit:
-        """Fit the classifier (grid search unless ``params`` fixes the hyperparameters), and
-        cross-fitted source predictions: the selected model's 3-fold out-of-fold scores, mapped
-        through the design's calibration method fitted on those scores."""
+        """Fit the classifier (grid search unless ``params`` fixes the hyperparameters) with
+        its cross-fitted source predictions (``EntropySentinel.p_oof_``), which come with the
+        ATC readout; the design's own readout is restored after the fit."""
         y = np.asarray(y, dtype=bool)
-        # the cross-fitted p_oof come with the ATC readout; the design's readout is restored
         es = EntropySentinel(**{**design, "slice_estimate": "atc"}, params=params)
         es.fit(X, y, allow_degenerate=True, feature_spec=feature_spec, provenance=provenance)
         es.set_params(slice_estimate=design.get("slice_estimate", "atc"))
