@@ -107,6 +107,36 @@ def test_score_matches_the_in_process_path(tmp_path, estimator):
     assert summary["feature_spec"]["k"] == 20 and summary["estimator"]["sha256"]
 
 
+def test_every_scored_response_keeps_its_id(tmp_path, estimator):
+    """score and monitor write each response's id (the response's own, or --id-field's), so
+    labels and alerts join back to records; an --id-field no record has is refused by name."""
+    log = write_log(tmp_path / "traffic.jsonl", 40, seed=12)
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    for i, record in enumerate(records):
+        record["response"]["id"] = f"chatcmpl-{i}"
+        record["meta"] = {"request": 1000 + i}
+    records[3]["response"]["choices"][0]["logprobs"] = None  # skipped: its id is not written
+    log.write_text("".join(json.dumps(r) + "\n" for r in records))
+    expected = [f"chatcmpl-{i}" for i in range(40) if i != 3]
+    common = ["--estimator", estimator, *WRAPPED, "--logprobs-mode", "raw"]
+    run = run_cli("score", log, *common, "--out", tmp_path / "own")
+    assert run.returncode == 0, run.stderr
+    own = pd.read_parquet(tmp_path / "own" / "responses.parquet")
+    assert own["id"].tolist() == expected and own["line"].tolist() == [
+        i + 1 for i in range(40) if i != 3
+    ]
+    run = run_cli("score", log, *common, "--id-field", "meta.request", "--out", tmp_path / "f")
+    assert run.returncode == 0, run.stderr
+    ids = pd.read_parquet(tmp_path / "f" / "responses.parquet")["id"].tolist()
+    assert ids == [str(1000 + i) for i in range(40) if i != 3]
+    run = run_cli("monitor", log, *common, "--out", tmp_path / "monitor")
+    assert run.returncode == 0, run.stderr
+    monitored = pd.read_parquet(tmp_path / "monitor" / "responses.parquet")
+    assert monitored["id"].tolist() == expected and monitored["window_start"].notna().all()
+    run = run_cli("score", log, *common, "--id-field", "meta.req")
+    assert run.returncode == 2 and "--id-field 'meta.req' is in no record" in run.stderr
+
+
 def test_records_without_logprobs_are_counted_and_skipped(tmp_path, estimator):
     log = write_log(tmp_path / "traffic.jsonl", 30, seed=6)
     bare = json.loads(log.read_text().splitlines()[0])

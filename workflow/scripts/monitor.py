@@ -17,6 +17,7 @@ windows, alerts = run_monitor(
         response_field=entry["response_field"],
         slice_field=entry["slice_field"],
         time_field=entry["time_field"],
+        id_field=entry["id_field"],
         logprobs_mode=entry["logprobs_mode"],
     ),
     window=entry["window"],

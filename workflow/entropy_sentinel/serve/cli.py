@@ -42,6 +42,11 @@ def _log_arguments(parser: argparse.ArgumentParser) -> None:
         help="dotted path of the time (unix seconds or ISO 8601); default: the response's created",
     )
     parser.add_argument(
+        "--id-field",
+        help="dotted path of each response's id (labels and alerts join on it); "
+        "default: the response's own id (a generation Parquet: item_id)",
+    )
+    parser.add_argument(
         "--logprobs-mode",
         choices=("raw", "processed"),
         help="what the server's log-probs are (vLLM --logprobs-mode raw_logprobs and "
@@ -173,6 +178,7 @@ def _format(args):
         response_field=args.response_field,
         slice_field=args.slice_field,
         time_field=args.time_field,
+        id_field=args.id_field,
         logprobs_mode=args.logprobs_mode,
     )
 
@@ -275,7 +281,7 @@ def score_command(args) -> int:
 
     from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
     from entropy_sentinel.serve.monitor import score_logs
-    from entropy_sentinel.serve.scoring import slice_table
+    from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, slice_table
 
     estimator = _estimator(args.estimator)
     skipped_at: dict[str, list[str]] = {}
@@ -296,10 +302,9 @@ def score_command(args) -> int:
             "logs": {str(p): sha256_file(p) for p in args.logs},
             "written_at": now(),
         }
-        columns = ["log", "line", "slice", "time", "n_tokens", "finish_reason", "p_correct"]
-        columns += ["row_estimate"]
-        columns += [c for c in ("item_id",) if c in scored]
-        write_parquet(scored[columns], args.out / "responses.parquet", jsonable(summary))
+        write_parquet(
+            scored[list(RESPONSE_COLUMNS)], args.out / "responses.parquet", jsonable(summary)
+        )
         slices.to_csv(args.out / "slices.csv", index=False)
         write_json(jsonable(summary), args.out / "summary.json")
     return 0

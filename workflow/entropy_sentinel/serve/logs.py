@@ -50,7 +50,7 @@ class LogprobBatch:
     ``skipped_at`` holds the first few ``file:line: detail`` of each reason.
     """
 
-    meta: pd.DataFrame  # line, slice, time, n_tokens, finish_reason, response (text)
+    meta: pd.DataFrame  # id, line, slice, time, n_tokens, finish_reason, response (text)
     offsets: np.ndarray
     topk: np.ndarray
     sampled: np.ndarray
@@ -80,6 +80,7 @@ class LogFormat:
     response_field: str | None = None  # None: each line is the response itself
     slice_field: str | None = None  # None: every response is in slice "all"
     time_field: str | None = None  # unix seconds or ISO 8601; None: the response's "created"
+    id_field: str | None = None  # the id labels and alerts join on; None: the response's "id"
     logprobs_mode: str | None = None  # declared by the user: "raw" or "processed"
 
 
@@ -147,9 +148,10 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
         pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),
         np.zeros(0, bool), fmt.logprobs_mode, k,
     )  # fmt: skip
-    kept: list[tuple] = []  # (line, slice, time, finish_reason, text, steps)
-    found = {"slice": fmt.slice_field is None, "time": fmt.time_field is None}
-    seen_keys: dict[str, set] = {"slice": set(), "time": set()}
+    kept: list[tuple] = []  # (line, slice, time, finish_reason, text, id, steps)
+    fields = {"slice": fmt.slice_field, "time": fmt.time_field, "id": fmt.id_field}
+    found = {kind: dotted is None for kind, dotted in fields.items()}
+    seen_keys: dict[str, set] = {kind: set() for kind in fields}
     with open(path, "rb") as lines:
         for number, raw in enumerate(lines, 1):
             if not raw.strip():
@@ -158,7 +160,7 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
                 record = _parse_line(raw)
                 response = _get(record, fmt.response_field) if fmt.response_field else record
                 steps, finish, text = _response_steps(response, record, fmt)
-                for kind, dotted in (("slice", fmt.slice_field), ("time", fmt.time_field)):
+                for kind, dotted in fields.items():
                     if dotted and not found[kind]:
                         found[kind] = _get(record, dotted) is not None
                         if not found[kind] and len(seen_keys[kind]) < 200:
@@ -173,15 +175,21 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
                 continue
             label = _slice_label(_get(record, fmt.slice_field)) if fmt.slice_field else "all"
             when = stamp if isinstance(stamp, float) else math.nan
-            kept.append((number, label, when, finish, text, steps))
-    for kind, dotted in (("slice", fmt.slice_field), ("time", fmt.time_field)):
+            rid = _get(record, fmt.id_field) if fmt.id_field else response.get("id")
+            kept.append((number, label, when, finish, text, _id(rid), steps))
+    for kind, dotted in fields.items():
         if kept and not found[kind]:
-            flag = "--slice-field" if kind == "slice" else "--time-field"
+            flag = f"--{kind}-field"
             raise TrafficError(
                 f"{path}: {flag} {dotted!r} is in no record; the records have "
                 f"{sorted(seen_keys[kind]) or 'no such fields'}. Point {flag} at one of them"
             )
     return _stack_records(batch, kept, path, k)
+
+
+def _id(value) -> str | None:
+    """A record's id as text (numbers and strings alike); None when it has none."""
+    return None if value is None or isinstance(value, dict | list) else str(value)
 
 
 def _parse_line(raw: bytes):
@@ -313,7 +321,7 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
     if k is None:  # no estimator to say: the widest the log holds
         k = max((min(map(len, s.topk_logprobs)) for *_, s in kept), default=0) or None
     rows, topk, sampled, in_topk, lengths = [], [], [], [], []
-    for number, label, when, finish, text, steps in kept:
+    for number, label, when, finish, text, rid, steps in kept:
         narrowest = min(map(len, steps.topk_logprobs))
         if k is None or narrowest < k:
             batch.skip(
@@ -331,10 +339,11 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
             pairs = zip(steps.tokens, steps.topk_tokens, strict=True)
         in_topk.extend(chosen in top[:k] for chosen, top in pairs)
         lengths.append(len(steps.tokens))
-        rows.append((number, label, when, finish, text))
-    lines, labels, times, finish, texts = zip(*rows, strict=True) if rows else ((),) * 5
+        rows.append((number, label, when, finish, text, rid))
+    lines, labels, times, finish, texts, ids = zip(*rows, strict=True) if rows else ((),) * 6
     batch.meta = pd.DataFrame(
         {
+            "id": pd.Series(ids, dtype=object),
             "line": np.asarray(lines, dtype=np.int64),
             "slice": np.asarray(labels, dtype=object),
             "time": pd.to_datetime(np.asarray(times, dtype=np.float64), unit="s", utc=True),
@@ -421,7 +430,7 @@ def _read_generation_parquet(path: Path, fmt: LogFormat, k: int | None) -> Logpr
     names = table.column_names
     if "topk_logprobs" not in names:
         raise TrafficError(f"{path}: not a generation Parquet (no topk_logprobs column)")
-    for dotted in (fmt.slice_field, fmt.time_field):
+    for dotted in (fmt.slice_field, fmt.time_field, fmt.id_field):
         if dotted and dotted not in names:
             raise TrafficError(f"{path}: no column {dotted!r}; columns: {names}")
     modes = set(pc.unique(table.column("logprobs_mode")).drop_null().to_pylist())
@@ -457,8 +466,8 @@ def _read_generation_parquet(path: Path, fmt: LogFormat, k: int | None) -> Logpr
     n = len(keep)
     meta = pd.DataFrame(
         {
+            "id": rows.column(fmt.id_field or "item_id").cast(pa.string()).to_pandas(),
             "line": keep + 1,
-            "item_id": rows.column("item_id").to_pandas(),
             "slice": _slice_labels(rows.column(fmt.slice_field), np.arange(n))
             if fmt.slice_field
             else np.full(n, "all", dtype=object),

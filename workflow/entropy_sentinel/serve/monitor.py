@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json
+from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
 from entropy_sentinel.serve.logs import LogFormat, TrafficError, nothing_to_score, read_log
-from entropy_sentinel.serve.scoring import score
+from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, score
 
 WINDOWS = {"hour": "h", "day": "D"}
 
@@ -182,6 +182,9 @@ def run_monitor(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     windows.to_csv(out / "windows.csv", index=False)
+    window_start = scored["time"].dt.floor(WINDOWS[window]).rename("window_start")
+    responses = pd.concat([scored[list(RESPONSE_COLUMNS)], window_start], axis=1)
+    write_parquet(responses, out / "responses.parquet", {"estimator": str(estimator_path)})
     write_json(jsonable(alerts), out / "alerts.json")
     summary = {
         "responses_scored": len(scored),

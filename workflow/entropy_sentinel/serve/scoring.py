@@ -26,6 +26,11 @@ from entropy_sentinel.features.compute import (
 from entropy_sentinel.features.entropy import entropy_profile
 from entropy_sentinel.serve.logs import EXAMPLES, LogprobBatch, TrafficError
 
+# what score and monitor write per response: its id (labels and alerts join on it), where it
+# came from, and what the estimator made of it
+RESPONSE_COLUMNS = ("id", "log", "line", "slice", "time", "n_tokens", "finish_reason")
+RESPONSE_COLUMNS += ("p_correct", "row_estimate")
+
 
 def check_scorable(estimator, batch: LogprobBatch, source: str) -> None:
     """Refuse a log the estimator cannot honestly score (raw vs processed, top-k width, the
