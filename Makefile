@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 CORES ?= all
 
-.PHONY: demo test lint dry-run study lock testbed
+.PHONY: demo test lint dry-run study lock testbed testbed-15b
 
 # Installs exactly the versions of requirements.lock (torch is its CPU build, from local disk).
 $(VENV)/.installed: pyproject.toml requirements.lock
@@ -46,3 +46,7 @@ study: $(VENV)/.installed
 testbed: $(VENV)/.installed
 	studies/study_checkout.sh config/testbed.yaml data/studies/testbed-qwen05b
 	studies/study_checkout.sh config/testbed-traffic.yaml data/studies/testbed-traffic
+
+# The testbed's second model, Qwen2.5-Coder-1.5B-Instruct on 10 slices (config/testbed-15b.yaml).
+testbed-15b: $(VENV)/.installed
+	studies/study_checkout.sh config/testbed-15b.yaml data/studies/testbed-qwen15b

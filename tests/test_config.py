@@ -194,3 +194,11 @@ def test_valid_server_urls_pass():
         config = demo_config()
         config["generation"].update(backend="openai", openai={"base_url": url})
         plan_workflow(config)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_validates(path):
+    """The configs the README and the Makefile name (the demo, the paper's grid, the studies)
+    pass the schema as they are."""
+    config = validate_config(load_config_file(path))
+    assert config["models"] and config["benchmarks"]
