@@ -22,17 +22,17 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 CHUNK_BYTES = 60 * 2**20
 FEATURE_COLUMNS = ("item_id", "n_tokens", "finish_reason", "error", "response")
 
 
 def prepare(config_path: str, out: Path, first: int | None) -> None:
+    from entropy_sentinel.config.loading import load_config_file, validate_config
     from entropy_sentinel.data import load_benchmark
     from entropy_sentinel.generate.models import assemble_chunks
 
-    config = yaml.safe_load(Path(config_path).read_text())
+    config = validate_config(load_config_file(config_path))
     ((name, spec),) = config["models"].items()
     out.mkdir(parents=True, exist_ok=True)
     gguf = Path("resources/models") / name / spec["file"]
@@ -130,13 +130,14 @@ def generate(prepared: Path, out: Path, max_new_tokens: int, batch_size: int, de
 def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
     import numpy as np
 
+    from entropy_sentinel.config.loading import load_config_file, validate_config
     from entropy_sentinel.config.plan import plan_workflow
     from entropy_sentinel.data import make_split
     from entropy_sentinel.evaluate.protocol import composition_study
     from entropy_sentinel.grading import grade_table
     from entropy_sentinel.provenance import write_json
 
-    config = yaml.safe_load(Path(config_path).read_text())
+    config = validate_config(load_config_file(config_path))
     plan_workflow(config)
     responses = pd.read_parquet(fetched / "responses.parquet")
     feats = pd.read_parquet(fetched / "features.parquet")

@@ -93,7 +93,11 @@ def test_readme_tables_come_from_the_committed_data():
 def test_export_writes_a_compact_study(tmp_path):
     """The study export on a small results tree, as make study runs it."""
     rng = np.random.default_rng(0)
-    config = {"benchmarks": {"a": {}, "b": {}}, "generation": {"settings": {}}}
+    config = yaml.safe_load((REPO / "config" / "cpu-study.yaml").read_text())
+    synthetic = {"source": "synthetic", "domains": ["sum_small"], "n_per_domain": 4}
+    config |= {"models": {"m": config["models"]["qwen05b"]}, "benchmarks": {"a": synthetic}}
+    config["benchmarks"]["b"] = synthetic
+    config["estimator"]["train_slices"] = ["a"]
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     for name in ("a", "b"):
         end = 1e9 + (0 if name == "a" else 10)  # the jobs overlap: a 0-20 s, b 10-30 s

@@ -27,9 +27,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from entropy_sentinel.config.loading import parse_settings, validate_section
+from entropy_sentinel.config.loading import (
+    load_config_file,
+    parse_settings,
+    validate_config,
+    validate_section,
+)
 from entropy_sentinel.evaluate.metrics import auroc_failure
 from entropy_sentinel.evaluate.protocol import (
     composition_study,
@@ -85,7 +89,7 @@ def export_study(
     ``partial``: a study still generating exports the benchmarks whose features exist (and
     the evaluation tables only if they do); its provenance lists what is missing."""
     root, out = Path(root), Path(out)
-    config = yaml.safe_load(Path(config_path).read_text())
+    config = validate_config(load_config_file(config_path))
     benchmarks = list(config["benchmarks"])
     missing = [
         n for n in benchmarks if not (root / f"results/features/{model}/{n}.parquet").exists()
