@@ -65,10 +65,13 @@ def batch_features(batch: LogprobBatch, spec: FeatureSpec, answer: bool = False)
     """The 17 features of every response of ``batch`` (one row each, in order), and with
     ``answer`` the answer-span features, from each response's text and finish reason as
     ``features.compute.feature_table`` computes them from generation rows."""
+    per_response = spec.definitions != "standard" or spec.segment != "all"
+    if per_response and not answer:
+        return _per_response(batch, spec, range(len(batch)))
     profile = entropy_profile(
         batch.topk, spec.entropy, sampled_logprobs=batch.sampled, sampled_in_topk=batch.in_topk
     )
-    if spec.definitions != "standard" or spec.segment != "all":
+    if per_response:
         table = _per_response(batch, spec, range(len(batch)))
     else:
         table = pd.DataFrame(standard_features(profile, batch.sampled, batch.offsets))
