@@ -46,6 +46,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from entropy_sentinel.estimate.calibration import ATCThreshold, calibrate, fit_calibration
 from entropy_sentinel.estimate.intervals import SliceEstimate, SliceInterval
+from entropy_sentinel.estimate.regime import TrainingRegime
 from entropy_sentinel.features.compute import FEATURE_SETS, FeatureSpec
 from entropy_sentinel.provenance import atomic_path, jsonable, write_json
 
@@ -315,6 +316,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             self.threshold_ = ATCThreshold.fit(self.p_oof_, y01.astype(bool))
         self.feature_spec_ = feature_spec or FeatureSpec()
         self.interval_ = None
+        self.regime_ = None  # what the training rows were made like (fit_deployed sets it)
         self.provenance_ = {
             "n_train": int(len(y01)),
             "train_accuracy": float(y01.mean()),
@@ -448,6 +450,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             "atc_threshold": self.threshold_.as_dict() if self.threshold_ else None,
             "slice_map": list(self.slice_map_),
             "degenerate": self.degenerate_,
+            "regime": self.regime_.as_dict() if self.regime_ else None,
             "best_params": {k: jsonable(v) for k, v in self.best_params_.items()},
             "provenance": {k: jsonable(v) for k, v in self.provenance_.items()},
         }
@@ -465,6 +468,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             "model": self.model_,
             "fold_models": list(self.fold_models_),
             "fold_calibrator": self.fold_calibrator_,
+            "support": self.regime_.support.arrays() if self.regime_ else None,
             "metadata": json.dumps(meta),
         }
         with atomic_path(path) as tmp:
@@ -515,6 +519,8 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         est.feature_spec_ = FeatureSpec.from_dict(meta["feature_spec"])
         est.interval_ = meta["interval"]
         est.degenerate_ = meta["degenerate"]
+        regime = meta.get("regime")
+        est.regime_ = TrainingRegime.from_parts(regime, payload["support"]) if regime else None
         est.best_params_ = meta["best_params"]
         est.provenance_ = meta["provenance"]
         return est

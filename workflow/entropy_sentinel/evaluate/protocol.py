@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from entropy_sentinel.estimate.classifier import EntropySentinel
+from entropy_sentinel.config.loading import schema_defaults
+from entropy_sentinel.estimate.classifier import EntropySentinel, feature_names
+from entropy_sentinel.estimate.regime import (
+    FeatureSupport,
+    TrainingRegime,
+    settings_from_generation,
+)
 from entropy_sentinel.estimate.slice_estimators import REPORTED, EstimatorPanel
 from entropy_sentinel.evaluate.metrics import (
     auroc,
@@ -35,7 +41,7 @@ from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec
 
 log = logging.getLogger(__name__)
 
-SLICE_BY = ("benchmark", "domain")
+SLICE_BY = ("benchmark", "domain", "slice")
 
 
 # ---------------------------------------------------------------- data preparation
@@ -130,7 +136,24 @@ def fit_deployed(
     estimator.interval_ = interval.as_dict() if interval else None
     if "ES-cal" in panel.fitted_:  # fitted when some training unit could be left out
         estimator.slice_map_ = panel.fitted_["ES-cal"].coef_
+    estimator.regime_ = training_regime(estimator, df, slices, estimator_config, provenance)
     return panel, estimator
+
+
+def training_regime(estimator, df, slices, estimator_config, provenance) -> TrainingRegime:
+    """What the training rows were made like: their generation settings and feature support."""
+    options = {**schema_defaults("estimator", "regime"), **estimator_config.get("regime", {})}
+    columns = list(feature_names(estimator.features) or FEATURE_NAMES)
+    support = FeatureSupport.fit(
+        df[columns].to_numpy(),
+        slices.to_numpy(),
+        columns,
+        quantile=options["support_quantile"],
+        min_rows=options["min_rows"],
+        seed=estimator.seed,
+    )
+    settings = provenance.get("settings") or settings_from_generation(provenance.get("generation"))
+    return TrainingRegime(settings, support, options["under_shift"], options["widen_by"])
 
 
 def run_evaluation(

@@ -47,6 +47,17 @@ def _log_arguments(parser: argparse.ArgumentParser) -> None:
         "default: the response's own id (a generation Parquet: item_id)",
     )
     parser.add_argument(
+        "--request-field",
+        help="dotted path of the logged request body: its generation settings are compared "
+        "with the estimator's training settings (the regime check)",
+    )
+    parser.add_argument(
+        "--under-shift",
+        choices=("widen", "withhold"),
+        help="a shifted slice's interval: widened by what the shift cost on the testbed, or "
+        "withheld; default: the estimator's (config estimator.regime.under_shift)",
+    )
+    parser.add_argument(
         "--logprobs-mode",
         choices=("raw", "processed"),
         help="what the server's log-probs are (vLLM --logprobs-mode raw_logprobs and "
@@ -179,6 +190,7 @@ def _format(args):
         slice_field=args.slice_field,
         time_field=args.time_field,
         id_field=args.id_field,
+        request_field=args.request_field,
         logprobs_mode=args.logprobs_mode,
     )
 
@@ -281,16 +293,19 @@ def score_command(args) -> int:
 
     from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
     from entropy_sentinel.serve.monitor import score_logs
-    from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, slice_table
+    from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, SLICE_COLUMNS, slice_table
 
     estimator = _estimator(args.estimator)
     skipped_at: dict[str, list[str]] = {}
     scored, skipped = score_logs(estimator, args.logs, _format(args), skipped_at=skipped_at)
-    slices = slice_table(estimator, scored)
+    slices, regimes = slice_table(estimator, scored, args.under_shift)
+    slices.insert(2, "n_labels", 0)
+    slices = slices[[*SLICE_COLUMNS, *(c for c in slices if c not in SLICE_COLUMNS)]]
     _report_skipped(skipped, skipped_at)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(slices.drop(columns="covers").to_string(index=False))
     print(f"interval: {slices['covers'].iloc[-1]}")
+    _report_regimes(regimes, args.under_shift or getattr(estimator.regime_, "under_shift", None))
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
         summary = {
@@ -300,6 +315,10 @@ def score_command(args) -> int:
             "estimator": {"path": str(args.estimator), "sha256": sha256_file(args.estimator)},
             "feature_spec": estimator.feature_spec_.as_dict(),
             "logs": {str(p): sha256_file(p) for p in args.logs},
+            "regime": {
+                "trained": estimator.regime_.as_dict() if estimator.regime_ else None,
+                "slices": regimes,
+            },
             "written_at": now(),
         }
         write_parquet(
@@ -328,6 +347,28 @@ def monitor_command(args) -> int:
     for line in alert_lines(alerts):
         print(line, file=sys.stderr)
     return EXIT_ALERT if alerts else 0
+
+
+def _report_regimes(regimes: dict, under_shift: str | None) -> None:
+    """Say on stderr which slices were made unlike the training rows, and why."""
+    for name, evidence in regimes.items():
+        reasons = []
+        if evidence.get("settings") == "shifted":
+            keys = ", ".join(
+                f"{key} {trained} -> {served}"
+                for key, (trained, served) in evidence["settings_differ"].items()
+            )
+            reasons.append(f"generation settings differ ({keys})")
+        if evidence.get("features") == "shifted":
+            reasons.append(
+                f"{evidence['features_outside_share']:.0%} of responses lie outside the training "
+                f"rows' features (held-out training slices: at most "
+                f"{evidence['features_threshold']:.0%})"
+            )
+        if reasons:
+            action = "withheld" if under_shift == "withhold" else "widened"
+            print(f"regime: slice {name} is shifted: {'; '.join(reasons)}", file=sys.stderr)
+            print(f"  its interval is {action} (see summary.json regime)", file=sys.stderr)
 
 
 def _report_skipped(skipped: dict, skipped_at: dict) -> None:

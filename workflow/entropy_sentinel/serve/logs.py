@@ -31,6 +31,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from entropy_sentinel.estimate.regime import settings_from_generation, settings_from_request
 from entropy_sentinel.generate.backends.openai_backend import token_steps
 
 EXAMPLES = 5  # file:line examples kept per skip reason
@@ -81,6 +82,7 @@ class LogFormat:
     slice_field: str | None = None  # None: every response is in slice "all"
     time_field: str | None = None  # unix seconds or ISO 8601; None: the response's "created"
     id_field: str | None = None  # the id labels and alerts join on; None: the response's "id"
+    request_field: str | None = None  # the logged request body (its generation settings)
     logprobs_mode: str | None = None  # declared by the user: "raw" or "processed"
 
 
@@ -148,8 +150,9 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
         pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),
         np.zeros(0, bool), fmt.logprobs_mode, k,
     )  # fmt: skip
-    kept: list[tuple] = []  # (line, slice, time, finish_reason, text, id, steps)
+    kept: list[tuple] = []  # (line, slice, time, finish_reason, text, id, settings, steps)
     fields = {"slice": fmt.slice_field, "time": fmt.time_field, "id": fmt.id_field}
+    fields["request"] = fmt.request_field
     found = {kind: dotted is None for kind, dotted in fields.items()}
     seen_keys: dict[str, set] = {kind: set() for kind in fields}
     with open(path, "rb") as lines:
@@ -176,7 +179,8 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
             label = _slice_label(_get(record, fmt.slice_field)) if fmt.slice_field else "all"
             when = stamp if isinstance(stamp, float) else math.nan
             rid = _get(record, fmt.id_field) if fmt.id_field else response.get("id")
-            kept.append((number, label, when, finish, text, _id(rid), steps))
+            settings = _settings(record, response, fmt)
+            kept.append((number, label, when, finish, text, _id(rid), settings, steps))
     for kind, dotted in fields.items():
         if kept and not found[kind]:
             flag = f"--{kind}-field"
@@ -185,6 +189,17 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
                 f"{sorted(seen_keys[kind]) or 'no such fields'}. Point {flag} at one of them"
             )
     return _stack_records(batch, kept, path, k)
+
+
+def _settings(record: dict, response: dict, fmt: LogFormat) -> str | None:
+    """The generation settings of a record's request body, as canonical JSON (None: no body);
+    the response names the model that served it when the body does not."""
+    body = _get(record, fmt.request_field) if fmt.request_field else None
+    if not isinstance(body, dict):
+        return None
+    settings = settings_from_request(body)
+    settings["model"] = settings["model"] or response.get("model")
+    return json.dumps(settings, sort_keys=True)
 
 
 def _id(value) -> str | None:
@@ -321,7 +336,7 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
     if k is None:  # no estimator to say: the widest the log holds
         k = max((min(map(len, s.topk_logprobs)) for *_, s in kept), default=0) or None
     rows, topk, sampled, in_topk, lengths = [], [], [], [], []
-    for number, label, when, finish, text, rid, steps in kept:
+    for number, label, when, finish, text, rid, settings, steps in kept:
         narrowest = min(map(len, steps.topk_logprobs))
         if k is None or narrowest < k:
             batch.skip(
@@ -339,8 +354,10 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
             pairs = zip(steps.tokens, steps.topk_tokens, strict=True)
         in_topk.extend(chosen in top[:k] for chosen, top in pairs)
         lengths.append(len(steps.tokens))
-        rows.append((number, label, when, finish, text, rid))
-    lines, labels, times, finish, texts, ids = zip(*rows, strict=True) if rows else ((),) * 6
+        rows.append((number, label, when, finish, text, rid, settings))
+    lines, labels, times, finish, texts, ids, settings = (
+        zip(*rows, strict=True) if rows else ((),) * 7
+    )
     batch.meta = pd.DataFrame(
         {
             "id": pd.Series(ids, dtype=object),
@@ -350,6 +367,7 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
             "n_tokens": np.asarray(lengths, dtype=np.int64),
             "finish_reason": pd.Series(finish, dtype=object),
             "response": pd.Series(texts, dtype=object),
+            "settings": pd.Series(settings, dtype=object),
         }
     )
     batch.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
@@ -479,9 +497,18 @@ def _read_generation_parquet(path: Path, fmt: LogFormat, k: int | None) -> Logpr
             "response": rows.column("response").to_pandas().fillna("")
             if "response" in names
             else "",
+            "settings": _parquet_settings(path),
         }
     )
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     return LogprobBatch(
         meta, offsets, topk, sampled, in_topk, fmt.logprobs_mode or mode, k, skipped
     )
+
+
+def _parquet_settings(path: Path) -> str | None:
+    """The generation settings a generation Parquet's provenance records (canonical JSON)."""
+    from entropy_sentinel.provenance import read_provenance
+
+    settings = settings_from_generation(read_provenance(path).get("generation"))
+    return None if settings is None else json.dumps(settings, sort_keys=True)

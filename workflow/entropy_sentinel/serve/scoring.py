@@ -11,10 +11,13 @@ finish reason through ``features.compute.answer_features``, as at training.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 
 from entropy_sentinel.estimate.classifier import feature_names
+from entropy_sentinel.estimate.regime import SAME, SHIFTED, UNKNOWN
 from entropy_sentinel.features.compute import (
     ANSWER_FEATURES,
     FEATURE_NAMES,
@@ -30,6 +33,7 @@ from entropy_sentinel.serve.logs import EXAMPLES, LogprobBatch, TrafficError
 # came from, and what the estimator made of it
 RESPONSE_COLUMNS = ("id", "log", "line", "slice", "time", "n_tokens", "finish_reason")
 RESPONSE_COLUMNS += ("p_correct", "row_estimate")
+SLICE_COLUMNS = ("slice", "n", "n_labels", "point", "low", "high", "regime")  # slices.csv first
 
 
 def check_scorable(estimator, batch: LogprobBatch, source: str) -> None:
@@ -124,11 +128,35 @@ def score(estimator, batch: LogprobBatch, source: str = "log") -> pd.DataFrame:
     return scored.reset_index(drop=True)
 
 
-def slice_table(estimator, scored: pd.DataFrame) -> pd.DataFrame:
-    """Estimated accuracy and interval per slice (and over all responses, slice ``*``)."""
-    rows = [
-        {"slice": name, **estimator.estimate_from_rows(group["row_estimate"]).as_dict()}
-        for name, group in scored.groupby("slice", sort=True)
-    ]
-    rows.append({"slice": "*", **estimator.estimate_from_rows(scored["row_estimate"]).as_dict()})
-    return pd.DataFrame(rows)
+def slice_table(
+    estimator, scored: pd.DataFrame, under_shift: str | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """Estimated accuracy, interval and regime per slice (and over all responses, slice
+    ``*``), and each slice's regime evidence. A ``shifted`` slice's interval is widened or
+    withheld (``under_shift``; default: the estimator's ``regime.under_shift``)."""
+    rows, evidence = [], {}
+    for name, group in scored.groupby("slice", sort=True):
+        regime, evidence[name] = slice_regime(estimator, group)
+        rows.append(_slice_row(estimator, name, group, regime, under_shift))
+    states = {row["regime"] for row in rows}
+    overall = SHIFTED if SHIFTED in states else (SAME if states == {SAME} else UNKNOWN)
+    rows.append(_slice_row(estimator, "*", scored, overall, under_shift))
+    return pd.DataFrame(rows), evidence
+
+
+def _slice_row(estimator, name, group, regime: str, under_shift: str | None) -> dict:
+    estimate = estimator.estimate_from_rows(group["row_estimate"]).as_dict()
+    if estimator.regime_ is not None:
+        estimate = estimator.regime_.adjust(estimate, regime, under_shift)
+    return {"slice": name, **estimate, "regime": regime}
+
+
+def slice_regime(estimator, group: pd.DataFrame) -> tuple[str, dict]:
+    """``same``/``shifted``/``unknown`` for one slice's scored responses, with the evidence
+    (estimate.regime); ``unknown`` for an estimator saved without its training regime."""
+    if estimator.regime_ is None:
+        return UNKNOWN, {"reason": "the estimator was saved without its training regime"}
+    served = None
+    if "settings" in group and group["settings"].notna().all():
+        served = [json.loads(text) for text in group["settings"].unique()]
+    return estimator.regime_.check(group, served)
