@@ -6,6 +6,7 @@
         --slice-field tenant --logprobs-mode raw --out scored/
     entropy-sentinel monitor LOG.jsonl ... --estimator EST --window hour --min-accuracy 0.6 \\
         --max-drop 0.1 --out monitor/
+    entropy-sentinel label scored/ --per-slice 20 --seed 0 --out labels.csv
 
 Exit status: 0 done; 2 bad input or usage (the message says what, where and the fix);
 3 ``monitor`` raised alerts (each also a JSON line on stderr and a record in alerts.json).
@@ -129,6 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="smaller windows: no alert",
     )
     monitor.add_argument("--out", type=Path, required=True, help="output folder")
+
+    label = commands.add_parser(
+        "label", help="choose responses to label per slice and write the CSV to fill in"
+    )
+    label.add_argument(
+        "scored", type=Path, help="the folder `score --out` wrote, or its responses.parquet"
+    )
+    label.add_argument("--per-slice", type=int, default=20, help="responses to label per slice")
+    label.add_argument(
+        "--strategy",
+        choices=("stratified",),
+        default="stratified",
+        help="stratified: one response from each of N equal bins of p(correct) per slice",
+    )
+    label.add_argument("--seed", type=int, default=0)
+    label.add_argument("--out", type=Path, required=True, help="the CSV to write")
+    label.add_argument("--force", action="store_true", help="overwrite an existing --out")
     return parser
 
 
@@ -141,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "inspect":
             return inspect_command(args)
+        if args.command == "label":
+            return label_command(args)
         check_out(getattr(args, "out", None))  # before any work: a refusal costs nothing
         if args.command == "score":
             return score_command(args)
@@ -326,6 +346,20 @@ def score_command(args) -> int:
         )
         slices.to_csv(args.out / "slices.csv", index=False)
         write_json(jsonable(summary), args.out / "summary.json")
+    return 0
+
+
+def label_command(args) -> int:
+    from entropy_sentinel.serve.labelling import propose, read_scored, write_plan
+
+    plan, skipped = propose(read_scored(args.scored), args.per_slice, args.strategy, args.seed)
+    _report_skipped(skipped, {})
+    write_plan(plan, args.out, force=args.force)
+    slices = plan["slice"].nunique()
+    print(
+        f"{len(plan)} responses of {slices} slices to label; fill the correct column of "
+        f"{args.out} with 1 (correct) or 0 (wrong) and pass it to score --labels"
+    )
     return 0
 
 
