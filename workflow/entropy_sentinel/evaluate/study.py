@@ -34,8 +34,16 @@ from entropy_sentinel.config.loading import (
     validate_config,
     validate_section,
 )
+from entropy_sentinel.estimate.classifier import feature_names
+from entropy_sentinel.estimate.regime import (
+    FeatureSupport,
+    compare_settings,
+    settings_from_generation,
+    verdict,
+)
 from entropy_sentinel.evaluate.metrics import auroc_failure
 from entropy_sentinel.evaluate.protocol import (
+    clean_features,
     composition_study,
     leave_one_out,
     sampled_compositions,
@@ -479,6 +487,66 @@ def transfer(
     )
 
 
+def regime_study(source: str | Path, target: str | Path, overrides: dict | None = None):
+    """The regime check (estimate.regime) measured: each slice of ``source`` held out from the
+    others' support (same regime: a ``shifted`` verdict is a false alarm), and each slice of
+    ``target`` against all of ``source`` (another regime: ``shifted`` is a detection). Returns
+    one row per slice and the rates, for the settings check, the features check and both."""
+    estimator = study_design(Path(source), overrides)
+    options, slice_by = estimator["regime"], estimator["slice_by"]
+    columns = list(feature_names(estimator["features"]))
+    source_rows, _ = clean_features(pd.read_parquet(Path(source) / "features.parquet"))
+    target_rows, _ = clean_features(pd.read_parquet(Path(target) / "features.parquet"))
+    trained = settings_from_generation(_study_generation(Path(source)))
+    served = settings_from_generation(_study_generation(Path(target)))
+
+    def check(reference: pd.DataFrame, held: pd.DataFrame, settings: dict | None) -> dict:
+        support = FeatureSupport.fit(
+            reference[columns].to_numpy(),
+            reference[slice_by].astype(str).to_numpy(),
+            columns,
+            quantile=options["support_quantile"],
+            min_rows=options["min_rows"],
+            seed=estimator["seed"],
+        )
+        features, evidence = support.check(held[columns].to_numpy())
+        settings_state, differ = compare_settings(trained, [settings] if settings else None)
+        return {
+            "n": len(held),
+            "outside_share": evidence.get("outside_share"),
+            "threshold": evidence["threshold"],
+            "features": features,
+            "settings": settings_state,
+            "settings_differ": " ".join(sorted(differ)),
+            "regime": verdict(settings_state, features),
+        }
+
+    table = []
+    for name, held in source_rows.groupby(source_rows[slice_by].astype(str)):
+        rest = source_rows[source_rows[slice_by].astype(str) != name]
+        table.append({"data": "source", "slice": name, **check(rest, held, trained)})
+    for name, held in target_rows.groupby(target_rows[slice_by].astype(str)):
+        table.append({"data": "target", "slice": name, **check(source_rows, held, served)})
+    table = pd.DataFrame(table)
+    rates = {
+        f"{data} {check_name}": float(
+            (table.loc[table["data"] == data, column] == "shifted").mean()
+        )
+        for data in ("source", "target")
+        for check_name, column in (
+            ("settings", "settings"),
+            ("features", "features"),
+            ("both", "regime"),
+        )
+    }
+    return table, rates
+
+
+def _study_generation(folder: Path) -> dict | None:
+    config = json.loads((folder / "provenance.json").read_text()).get("config") or {}
+    return config.get("generation")
+
+
 def readme_block(readme: str, name: str) -> str | None:
     """The text between a study's markers in the README, or None."""
     start, end = README_START.format(name=name), README_END.format(name=name)
@@ -534,6 +602,12 @@ def main(argv: list[str] | None = None) -> None:
     deploy.add_argument("target")
     deploy.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     deploy.add_argument("--jobs", type=int, default=2)
+    regime = sub.add_parser(
+        "regime", help="the regime check's false alarms (source) and detections (target)"
+    )
+    regime.add_argument("source")
+    regime.add_argument("target")
+    regime.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
     if args.command == "export":
         export_study(args.config, args.model, args.out, root=args.root, partial=args.partial)
@@ -550,6 +624,17 @@ def main(argv: list[str] | None = None) -> None:
             Path(args.target) / f"estimators-from-{name}.json",
         )
         print(table.to_string(index=False))
+    elif args.command == "regime":
+        overrides = parse_settings(args.set)
+        table, rates = regime_study(args.source, args.target, overrides)
+        stem = Path(args.target) / f"regime-from-{Path(args.source).name}"
+        table.to_csv(stem.with_suffix(".csv"), index=False)
+        write_json(
+            {"design": study_design(Path(args.source), overrides), "shifted_share": rates},
+            stem.with_suffix(".json"),
+        )
+        print(table.to_string(index=False))
+        print(json.dumps(rates, indent=1))
     elif args.command == "answer-features":
         table = answer_feature_gain(args.study)
         table.to_csv(Path(args.study) / "answer-features-loso.csv", index=False)
