@@ -263,3 +263,117 @@ def test_demo_end_to_end_with_the_openai_backend(server, tmp_path):
         [CLI, "score", shards[0], "--estimator", estimator], capture_output=True, text=True
     )
     assert run.returncode == 0, run.stderr
+
+
+REGIME_A = {"temperature": 0.8, "top_p": 1.0, "top_k": 0, "min_p": 0.0, "max_tokens": 24}
+REGIME_B = {"temperature": 0.8, "top_p": 0.95, "top_k": 40, "min_p": 0.05, "max_tokens": 16}
+
+
+def write_regime_log(server, path: Path, regime: dict, n_per_domain: int, seed: int = 0):
+    """Traffic of one regime as a service logs it: its id, tenant, the request body sent and
+    the response; returns each response's grade (id -> correct) from the project's grader."""
+    from openai import OpenAI
+
+    from entropy_sentinel.grading.rules import grade
+
+    client = OpenAI(base_url=server.base_url, api_key="unused")
+    system = regime.get("system")
+    grades = {}
+    with open(path, "w") as log:
+        for n, item in enumerate(items(n_per_domain).itertuples()):
+            messages = [{"role": "user", "content": item.question}]
+            if system:
+                messages.insert(0, {"role": "system", "content": system})
+            sampler = {k: v for k, v in regime.items() if k != "system"}
+            request = {"model": SERVED_NAME, "messages": messages, "logprobs": True,
+                       "top_logprobs": 20, "seed": seed + n, **sampler}  # fmt: skip
+            response = client.chat.completions.create(
+                **{k: v for k, v in request.items() if k not in ("top_k", "min_p")},
+                extra_body={"top_k": regime["top_k"], "min_p": regime["min_p"],
+                            "cache_prompt": False},
+            )  # fmt: skip
+            rid = f"{path.stem}-{n}"
+            record = {"id": rid, "tenant": item.domain, "request": request,
+                      "response": response.model_dump()}  # fmt: skip
+            log.write(json.dumps(record) + "\n")
+            text = response.choices[0].message.content
+            grades[rid] = grade(text, item.reference, item.answer_type).correct
+    return grades
+
+
+def test_train_label_score_and_regime_check_on_two_regimes(server, tmp_path):
+    """The deployment path a team takes, through the CLI on real server traffic: train from a
+    log and its labels, score the same regime (its settings match) and another one (system
+    prompt, sampler and token limit changed: shifted, and the interval widens or is
+    withheld), propose responses to label, and fold those labels in with PPI++."""
+    wrapped = ["--response-field", "response", "--slice-field", "tenant", "--id-field", "id",
+               "--request-field", "request", "--logprobs-mode", "raw"]  # fmt: skip
+    train_log, same_log, other_log = (tmp_path / f"{n}.jsonl" for n in ("a", "a2", "b"))
+    grades = write_regime_log(server, train_log, REGIME_A, n_per_domain=8)
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame(
+        {"id": list(grades), "correct": [None if g is None else int(g) for g in grades.values()]}
+    ).to_csv(labels, index=False)
+    assert 2 <= sum(g is True for g in grades.values()) <= len(grades) - 2
+    est = tmp_path / "est.skops"
+
+    train = subprocess.run(
+        [CLI, "train", train_log, "--labels", labels, *wrapped, "--out", est,
+         "--set", "features=3D"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert "of 5 slices" in train.stdout and "temperature=0.8" in train.stdout
+    meta = json.loads(subprocess.run([CLI, "inspect", est, "--json"], capture_output=True,
+                                     text=True, check=True).stdout)  # fmt: skip
+    trained = meta["regime"]["settings"]
+    assert trained["top_p"] == 1.0 and trained["max_tokens"] == 24 and trained["top_k"] == 0
+    assert trained["system_prompt_sha256"] is None and trained["model"] == SERVED_NAME
+
+    write_regime_log(server, same_log, REGIME_A, n_per_domain=2, seed=100)
+    other = write_regime_log(
+        server, other_log, {**REGIME_B, "system": "Answer briefly."}, n_per_domain=4, seed=200
+    )
+
+    def score(log: Path, out: Path, *extra) -> tuple[pd.DataFrame, dict, str]:
+        run = subprocess.run(
+            [CLI, "score", log, "--estimator", est, *wrapped, "--out", out, *map(str, extra)],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+        summary = json.loads((out / "summary.json").read_text())
+        return pd.read_csv(out / "slices.csv").set_index("slice"), summary, run.stderr
+
+    same, summary, stderr = score(same_log, tmp_path / "same")
+    assert list(same.columns[:6]) == ["n", "n_labels", "point", "low", "high", "regime"]
+    assert (same["regime"] == "same").all() and "shifted" not in stderr
+    assert summary["regime"]["slices"]["sum_small"]["features"] == "unknown"  # 2 < min_rows
+
+    shifted, summary, stderr = score(other_log, tmp_path / "other")
+    assert (shifted["regime"] == "shifted").all()
+    differ = summary["regime"]["slices"]["sum_small"]["settings_differ"]
+    assert {"system_prompt_sha256", "top_p", "top_k", "min_p", "max_tokens"} <= set(differ)
+    assert "temperature" not in differ and "regime: slice sum_small is shifted" in stderr
+    widen_by = meta["regime"]["widen_by"]
+    assert widen_by > 0 and (shifted["covers"].str.contains("widened by")).all()
+    withheld, _, _ = score(other_log, tmp_path / "withheld", "--under-shift", "withhold")
+    assert withheld["low"].isna().all() and withheld["high"].isna().all()
+    np.testing.assert_allclose(withheld["point"], shifted["point"])
+
+    # a few labels for the shifted regime: propose, fill in from the grader, fold in
+    plan = tmp_path / "to-label.csv"
+    run = subprocess.run([CLI, "label", tmp_path / "other", "--per-slice", "3", "--out", plan],
+                         capture_output=True, text=True)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    todo = pd.read_csv(plan)
+    assert todo.groupby("slice").size().eq(3).all()
+    todo["correct"] = [None if other[i] is None else int(other[i]) for i in todo["id"]]
+    todo.to_csv(plan, index=False)
+    labelled, summary, _ = score(other_log, tmp_path / "labelled", "--labels", plan)
+    graded = todo.dropna(subset=["correct"]).groupby("slice").size()
+    assert labelled.loc[graded.index, "n_labels"].tolist() == graded.tolist()
+    assert labelled.loc["*", "n_labels"] == graded.sum()
+    np.testing.assert_allclose(labelled["label_free_point"], shifted["point"])
+    with_ppi = labelled[labelled["method"] == "ppi++"]
+    assert len(with_ppi) and (with_ppi["low"] <= with_ppi["point"]).all()
+    assert (with_ppi["point"] <= with_ppi["high"]).all()

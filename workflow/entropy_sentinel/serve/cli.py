@@ -75,18 +75,43 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser(
-        "train", help="fit an estimator with its interval on labelled feature rows"
+        "train",
+        help="fit an estimator with its interval on labelled rows: feature Parquet files, or "
+        "traffic logs with a labels CSV",
     )
     train.add_argument(
-        "features", nargs="+", type=Path, help="feature Parquet files (labels in `correct`)"
+        "features",
+        nargs="+",
+        type=Path,
+        help="feature Parquet files (labels in `correct`), or JSONL traffic logs (with --labels)",
     )
     train.add_argument(
         "--slice-field",
-        choices=("benchmark", "domain"),
         default="benchmark",
-        help="the column that names each row's slice (the interval is learnt across slices)",
+        help="the slice of each row (the interval is learnt across slices): a Parquet's "
+        "benchmark or domain column, or a log record's dotted path",
     )
     train.add_argument("--out", type=Path, required=True, help="the .skops file to write")
+    train.add_argument(
+        "--labels", type=Path, help="logs: a CSV of id and correct (1/0) per response"
+    )
+    train.add_argument(
+        "--id-field",
+        help="logs: dotted path of each response's id, also the labels CSV's id column when it "
+        "has no `id` column; default: the response's own id",
+    )
+    train.add_argument(
+        "--label-field", default="correct", help="the labels CSV's column of 1/0 labels"
+    )
+    train.add_argument(
+        "--response-field", help="logs: dotted path of the response; default: the line"
+    )
+    train.add_argument(
+        "--request-field",
+        help="logs: dotted path of the logged request body; its generation settings are "
+        "recorded with the estimator for the regime check",
+    )
+    train.add_argument("--logprobs-mode", choices=("raw", "processed"), help="logs: their kind")
     train.add_argument(
         "--set",
         action="append",
@@ -104,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
         "score", help="p(correct) per response and estimated accuracy per slice"
     )
     _log_arguments(score)
+    score.add_argument(
+        "--labels",
+        type=Path,
+        help="a CSV of id and correct (1/0; empty: not labelled) for some responses: each "
+        "slice's estimate becomes the prediction-powered one (PPI++) of its labels",
+    )
+    score.add_argument(
+        "--label-field", default="correct", help="the labels CSV's column of 1/0 labels"
+    )
     score.add_argument("--out", type=Path, help="write responses.parquet, slices.csv, summary.json")
 
     monitor = commands.add_parser(
@@ -216,54 +250,139 @@ def _format(args):
 
 
 def train_command(args) -> int:
-    import pandas as pd
-
     from entropy_sentinel.config.loading import ConfigError, parse_settings, validate_section
     from entropy_sentinel.evaluate.protocol import DEPLOYED, clean_features, fit_deployed
-    from entropy_sentinel.features.compute import read_feature_spec
-    from entropy_sentinel.provenance import read_provenance, sha256_file
 
     if args.out.suffix != ".skops" or args.out.is_dir():
         raise ValueError(f"--out {args.out}: name a .skops file to write")
     settings = parse_settings(args.set)
     for path in args.features:
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such feature file")
+            raise FileNotFoundError(f"{path}: no such file")
+    if all(path.suffix == ".parquet" for path in args.features):
+        frame, spec, provenance, slice_by = _parquet_rows(args)
+    else:
+        frame, spec, provenance, slice_by = _log_rows(args)
+    rows, dropped = clean_features(frame)
+    try:
+        config = validate_section(
+            "estimator", {"slice_by": slice_by, "train_slices": ["*"], **settings}
+        )
+    except ConfigError as error:
+        raise ValueError(f"--set: {error}") from None
+    provenance = {**provenance, **dropped.as_dict()}
+    panel, estimator = fit_deployed(rows, slice_by, config, spec, provenance, args.jobs)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    estimator.save(args.out)
+    interval = panel.intervals_.get(DEPLOYED[estimator.slice_estimate])
+    print(
+        f"trained on {len(rows)} rows of {rows[slice_by].nunique()} slices "
+        f"({dropped.ungraded} ungraded and {dropped.empty} empty dropped); wrote {args.out}\n"
+        f"interval: {interval.covers if interval else 'none (no training unit could be left out)'}"
+        f"\nsettings: {_describe_settings(estimator.regime_.settings)}"
+    )
+    return 0
+
+
+def _describe_settings(settings: dict | None) -> str:
+    if not settings:
+        return "unrecorded (the regime check compares features only; slices are never `same`)"
+    return ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
+
+
+def _parquet_rows(args):
+    """Feature Parquet files of the workflow or a study export: rows, spec, provenance."""
+    import pandas as pd
+
+    from entropy_sentinel.evaluate.protocol import SLICE_BY
+    from entropy_sentinel.features.compute import read_feature_spec
+    from entropy_sentinel.provenance import read_provenance, sha256_file
+
     frame = pd.concat([pd.read_parquet(p) for p in args.features], ignore_index=True)
+    if args.slice_field not in SLICE_BY:
+        raise ValueError(
+            f"--slice-field {args.slice_field}: a feature Parquet is sliced by "
+            f"{' or '.join(SLICE_BY[:2])}"
+        )
     for column in ("correct", args.slice_field):
         if column not in frame:
             raise ValueError(
                 f"{args.features[0]}: no column {column!r} (a feature Parquet of "
                 "the workflow's features rule or of a study export has it)"
             )
-    rows, dropped = clean_features(frame)
-    try:
-        config = validate_section(
-            "estimator",
-            {"slice_by": args.slice_field, "train_slices": ["*"], **settings},
-        )
-    except ConfigError as error:
-        raise ValueError(f"--set: {error}") from None
     generation = [
         read_provenance(p).get("generation") or _study_generation(p) for p in args.features
     ]
     provenance = {
         "features": {str(p): sha256_file(p) for p in args.features},
         "generation": next((g for g in generation if g), None),
-        **dropped.as_dict(),
     }
-    panel, estimator = fit_deployed(
-        rows, args.slice_field, config, read_feature_spec(args.features), provenance, args.jobs
+    return frame, read_feature_spec(args.features), provenance, args.slice_field
+
+
+def _log_rows(args):
+    """Traffic logs joined with a labels CSV: the features of every labelled response (all of
+    them, as at training in the workflow), its slice, and the settings of its requests."""
+    import pandas as pd
+
+    from entropy_sentinel.features.compute import FeatureSpec
+    from entropy_sentinel.provenance import sha256_file
+    from entropy_sentinel.serve.logs import LogFormat, read_log
+    from entropy_sentinel.serve.scoring import batch_features
+
+    if args.labels is None:
+        raise ValueError(
+            "traffic logs carry no labels: pass --labels CSV (id and correct per response; "
+            "`entropy-sentinel label` writes one to fill in)"
+        )
+    fmt = LogFormat(
+        response_field=args.response_field,
+        slice_field=args.slice_field,
+        id_field=args.id_field,
+        request_field=args.request_field,
+        logprobs_mode=args.logprobs_mode,
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    estimator.save(args.out)
-    interval = panel.intervals_.get(DEPLOYED[estimator.slice_estimate])
-    print(
-        f"trained on {len(rows)} rows of {rows[args.slice_field].nunique()} slices "
-        f"({dropped.ungraded} ungraded and {dropped.empty} empty dropped); wrote {args.out}\n"
-        f"interval: {interval.covers if interval else 'none (no training unit could be left out)'}"
-    )
-    return 0
+    frames, specs = [], set()
+    for path in args.features:
+        batch = read_log(path, fmt, None)
+        spec = FeatureSpec(k=batch.k, logprobs_mode=batch.logprobs_mode)
+        specs.add(json.dumps(spec.as_dict(), sort_keys=True))
+        features = batch_features(batch, spec, answer=True)
+        frames.append(pd.concat([batch.meta.reset_index(drop=True), features], axis=1))
+    if len(specs) > 1:
+        raise ValueError(f"the logs differ in top-k width or log-prob kind: {sorted(specs)}")
+    frame = pd.concat(frames, ignore_index=True)
+    labels = _labels(args, frame["id"])
+    frame = frame.merge(labels, on="id", how="left")
+    distinct = frame.loc[frame["correct"].notna(), "settings"].dropna().unique()
+    provenance = {
+        "logs": {str(p): sha256_file(p) for p in args.features},
+        "labels": {str(args.labels): sha256_file(args.labels)},
+        "settings": json.loads(distinct[0]) if len(distinct) == 1 else None,
+    }
+    if len(distinct) > 1:
+        print(
+            f"train: the labelled responses were made with {len(distinct)} different generation "
+            "settings; none is recorded (the regime check compares features only)",
+            file=sys.stderr,
+        )
+    return frame, FeatureSpec.from_dict(json.loads(specs.pop())), provenance, "slice"
+
+
+def _labels(args, known_ids):
+    """The labels CSV as id -> correct, its bad rows reported on stderr (never fatal)."""
+    import csv
+
+    from entropy_sentinel.serve.labelling import read_labels
+
+    with args.labels.open(newline="", encoding="utf-8-sig") as handle:
+        header = next(csv.reader(handle), [])
+    id_column = "id" if "id" in header or not args.id_field else args.id_field
+    found = read_labels(args.labels, id_column, args.label_field, known_ids=known_ids)
+    _report_skipped(found.skipped, found.skipped_at, what="labels")
+    if not found.labels["correct"].notna().any():
+        raise ValueError(f"{args.labels}: no labelled response (every correct cell is empty)")
+    return found.labels
 
 
 def _study_generation(features: Path) -> dict | None:
@@ -320,6 +439,8 @@ def score_command(args) -> int:
     scored, skipped = score_logs(estimator, args.logs, _format(args), skipped_at=skipped_at)
     slices, regimes = slice_table(estimator, scored, args.under_shift)
     slices.insert(2, "n_labels", 0)
+    if args.labels:
+        slices = _with_labels(slices, scored, _labels(args, scored["id"]))
     slices = slices[[*SLICE_COLUMNS, *(c for c in slices if c not in SLICE_COLUMNS)]]
     _report_skipped(skipped, skipped_at)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -383,6 +504,36 @@ def monitor_command(args) -> int:
     return EXIT_ALERT if alerts else 0
 
 
+def _with_labels(slices, scored, labels):
+    """Slices with labels get the PPI++ estimate and interval of their labels, with the
+    label-free one beside it (``label_free_*``); the others keep the label-free estimate."""
+    import pandas as pd
+
+    from entropy_sentinel.estimate.labels import slice_intervals
+
+    level = slices["level"].dropna()
+    alpha = 1 - float(level.iloc[0]) if len(level) else 0.1
+    everything = scored.assign(slice="*")
+    ppi = pd.concat(
+        [
+            slice_intervals(scored, labels, alpha=alpha),
+            slice_intervals(everything, labels, alpha=alpha),
+        ]
+    ).set_index("slice")
+    out = slices.set_index("slice")
+    for column in ("point", "low", "high"):
+        out[f"label_free_{column}"] = out[column]
+    out["n_labels"] = ppi["n_labels"]
+    out["method"] = ppi["method"]
+    labelled = ppi.index[ppi["method"].notna()]
+    out.loc[labelled, ["point", "low", "high"]] = ppi.loc[labelled, ["point", "low", "high"]]
+    out.loc[labelled, "covers"] = (
+        f"{level.iloc[0] if len(level) else 0.9:.0%} prediction-powered (PPI++) interval for the "
+        "slice's accuracy from its labelled responses and the estimator's predictions"
+    )
+    return out.reset_index()
+
+
 def _report_regimes(regimes: dict, under_shift: str | None) -> None:
     """Say on stderr which slices were made unlike the training rows, and why."""
     for name, evidence in regimes.items():
@@ -405,12 +556,12 @@ def _report_regimes(regimes: dict, under_shift: str | None) -> None:
             print(f"  its interval is {action} (see summary.json regime)", file=sys.stderr)
 
 
-def _report_skipped(skipped: dict, skipped_at: dict) -> None:
+def _report_skipped(skipped: dict, skipped_at: dict, what: str = "responses") -> None:
     """Counts on one line, then where: the first few file:line of each reason."""
     left_out = {reason: n for reason, n in skipped.items() if n}
     if left_out:
         listing = ", ".join(f"{n} {reason}" for reason, n in left_out.items())
-        print(f"skipped responses: {listing}", file=sys.stderr)
+        print(f"skipped {what}: {listing}", file=sys.stderr)
         for reason in left_out:
             for where in skipped_at.get(reason, []):
                 print(f"  skipped ({reason}) {where}", file=sys.stderr)
