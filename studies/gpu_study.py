@@ -128,12 +128,11 @@ def generate(prepared: Path, out: Path, max_new_tokens: int, batch_size: int, de
 
 
 def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
-    import numpy as np
-
     from entropy_sentinel.config.loading import load_config_file, validate_config
     from entropy_sentinel.config.plan import plan_workflow
     from entropy_sentinel.data import make_split
     from entropy_sentinel.evaluate.protocol import composition_study
+    from entropy_sentinel.features.compute import attach_labels
     from entropy_sentinel.grading import grade_table
     from entropy_sentinel.provenance import write_json
 
@@ -146,8 +145,7 @@ def finish(prepared: Path, fetched: Path, config_path: str, out: Path) -> None:
         items = pd.read_parquet(prepared / "benchmarks" / f"{bench}.parquet")
         grades = grade_table(part, items).assign(benchmark=bench)
         split = make_split(items["item_id"], strata=items["domain"], **config["split"])
-        f = feats[feats["benchmark"] == bench].merge(grades[["item_id", "correct"]], on="item_id")
-        f["split"] = np.where(f["item_id"].isin(set(split["test"])), "test", "train")
+        f = attach_labels(feats[feats["benchmark"] == bench], grades, split)
         f = f.merge(part[["item_id", "n_tokens", "finish_reason"]], on="item_id")
         graded.append(grades)
         tables.append(f.assign(truncated=f["finish_reason"] == "length"))

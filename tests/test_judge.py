@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pandas as pd
@@ -26,10 +27,12 @@ class FakeEndpoint(BaseHTTPRequestHandler):
 
     script: list = []
     requests: list = []
+    delay_s = 0.0
 
     def do_POST(self):  # noqa: N802 (http.server's naming)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         type(self).requests.append(body)
+        time.sleep(type(self).delay_s)
         status, content = type(self).script.pop(0) if type(self).script else (200, "{}")
         if status != 200:
             self.send_response(status)
@@ -52,7 +55,7 @@ class FakeEndpoint(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    FakeEndpoint.script, FakeEndpoint.requests = [], []
+    FakeEndpoint.script, FakeEndpoint.requests, FakeEndpoint.delay_s = [], [], 0.0
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeEndpoint)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -63,7 +66,7 @@ def server():
 
 def make_judge(url, tmp_path, **kwargs):
     config = JudgeConfig(base_url=url, model="fake-judge", api_key_env=None, **kwargs)
-    return Judge(config, sleep=lambda s: None)
+    return Judge(config)
 
 
 @pytest.mark.parametrize(
@@ -98,11 +101,26 @@ def test_prompt_follows_the_original_contract(server, tmp_path):
 
 def test_retries_with_backoff_then_succeeds(server, tmp_path):
     FakeEndpoint.script = [(503, ""), (429, ""), (200, '{"success": false}')]
-    waits = []
-    config = JudgeConfig(base_url=server, model="fake-judge", api_key_env=None, backoff_s=0.5)
-    verdict = Judge(config, sleep=waits.append).judge("q1", "Q", "5", "4")
+    started = time.monotonic()
+    verdict = make_judge(server, tmp_path).judge("q1", "Q", "5", "4")
     assert verdict.correct is False and verdict.attempts == 3
-    assert waits == [0.5, 1.0]
+    assert len(FakeEndpoint.requests) == 3
+    assert time.monotonic() - started >= 0.75 * (0.5 + 1.0)  # the client's backoff, jittered
+
+
+def test_never_retries_a_bad_request(server, tmp_path):
+    FakeEndpoint.script = [(400, ""), (200, '{"success": true}')]
+    verdict = make_judge(server, tmp_path).judge("q1", "Q", "5", "4")
+    assert verdict.status == "error" and verdict.raw == "HTTP 400"
+    assert len(FakeEndpoint.requests) == 1
+
+
+def test_timeout_is_an_error_not_a_hang(server, tmp_path):
+    FakeEndpoint.delay_s = 2.0
+    started = time.monotonic()
+    verdict = make_judge(server, tmp_path, timeout_s=0.2, max_retries=1).judge("q1", "Q", "5", "4")
+    assert verdict.status == "error" and verdict.correct is None
+    assert time.monotonic() - started < 1.5
 
 
 def test_bad_json_is_unjudged_and_not_cached(server, tmp_path):
@@ -115,9 +133,10 @@ def test_bad_json_is_unjudged_and_not_cached(server, tmp_path):
 
 
 def test_gives_up_after_max_retries(server, tmp_path):
-    FakeEndpoint.script = [(500, "")] * 3
+    FakeEndpoint.script = [(500, "")] * 4
     verdict = make_judge(server, tmp_path, max_retries=3).judge("q1", "Q", "5", "4")
-    assert verdict.status == "error" and verdict.correct is None and verdict.attempts == 3
+    assert verdict.status == "error" and verdict.correct is None and verdict.raw == "HTTP 500"
+    assert len(FakeEndpoint.requests) == 3
 
 
 def test_cache_hits_survive_a_restart(server, tmp_path):

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import LeaveOneGroupOut
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.parallel import Parallel, delayed  # carries sklearn's config into workers
 from threadpoolctl import threadpool_limits
@@ -434,17 +435,19 @@ class EstimatorPanel:
     def _fit_intervals(self, X: pd.DataFrame, y: np.ndarray, slices: np.ndarray) -> None:
         units, unit_kind = interval_units(slices, self.source_.X, self.min_units, seed=self.seed)
 
-        def held_out(u):
-            held = units == u
-            if minority_count(y[~held]) < 2:
+        def held_out(rest, held):
+            if minority_count(y[rest]) < 2:
                 return None
             # the design's hyperparameters were selected on all source rows; refits reuse them
-            src = SourceFit.fit(X.loc[~held], y[~held], self.design, self.source_.es.best_params_)
+            src = SourceFit.fit(X.loc[rest], y[rest], self.design, self.source_.es.best_params_)
             points = self._points(self._fit_all(src), src, X.loc[held])
-            return {"unit": int(u), "n": int(held.sum()), "true": float(y[held].mean()), **points}
+            unit = int(units[held[0]])
+            return {"unit": unit, "n": len(held), "true": float(y[held].mean()), **points}
 
+        # one unit leaves nothing to train on when it is held out
+        splits = LeaveOneGroupOut().split(X, y, units) if len(np.unique(units)) > 1 else []
         rows = Parallel(n_jobs=self.n_jobs, prefer="threads")(
-            delayed(held_out)(u) for u in np.unique(units)
+            delayed(held_out)(rest, held) for rest, held in splits
         )
         rows = [r for r in rows if r is not None]
         res = pd.DataFrame(rows)

@@ -105,6 +105,9 @@ def _panel(cfg: dict[str, Any], n_jobs: int = 1) -> EstimatorPanel:
     )
 
 
+# what the provenance lists the names of, and the column they come from
+_NAMED = {"models": "model", "benchmarks": "benchmark"}
+
 # the panel's estimator that each slice_estimate of the deployed classifier reproduces
 DEPLOYED = {"atc": "ATC[ES p]", "calibrated": "ES-cal", "mean": "ES"}
 
@@ -126,8 +129,7 @@ def fit_deployed(
     provenance = {
         "slice_by": slice_by,
         "train_slices": sorted(slices.unique()),
-        "models": sorted(df["model"].astype(str).unique()) if "model" in df else [],
-        "benchmarks": sorted(df["benchmark"].astype(str).unique()) if "benchmark" in df else [],
+        **{k: sorted(df[c].astype(str).unique()) if c in df else [] for k, c in _NAMED.items()},
         **(provenance or {}),
     }
     panel = _panel(estimator_config, n_jobs).fit(df, y, slices, feature_spec, provenance)
@@ -174,10 +176,7 @@ def run_evaluation(
         raise ValueError(f"training slices not in the data ({slice_by}): {unknown}")
     train_mask, eval_mask = protocol_masks(slices, df["split"], train_slices)
     y = df["correct"].to_numpy(dtype=bool)
-    provenance = {
-        "models": sorted(df["model"].astype(str).unique()),
-        "benchmarks": sorted(df["benchmark"].astype(str).unique()),
-    }
+    provenance = {k: sorted(df[c].astype(str).unique()) for k, c in _NAMED.items() if c in df}
     panel, est = fit_deployed(df.loc[train_mask], slice_by, cfg, feature_spec, provenance, n_jobs)
     p = est.p_correct(df.loc[eval_mask])
     y_eval, s_eval = y[eval_mask], slices[eval_mask].to_numpy()
@@ -222,6 +221,7 @@ def run_evaluation(
     ood = ~np.isin(s_eval, train_slices)
     deployed = DEPLOYED[est.slice_estimate]
     interval = panel.intervals_.get(deployed)
+    pooled = p_metrics(y_eval, p, ood)
     by_estimator = {
         name: {
             "mae": mae(d["true"], d["point"]),
@@ -246,10 +246,7 @@ def run_evaluation(
         "best_params": est.metadata()["best_params"],
         **by_estimator[deployed],
         "max_abs_error": float(per_slice["abs_error"].max()),
-        "auroc_pooled": auroc(y_eval, p),
-        "auroc_ood_pooled": auroc(y_eval[ood], p[ood]),
-        "brier": brier(y_eval, p),
-        "ece": expected_calibration_error(y_eval, p),
+        **{f"{k}_pooled" if k.startswith("auroc") else k: v for k, v in pooled.items()},
         "train_accuracy": float(y[train_mask].mean()),
         "estimators": by_estimator,
         "atc_max_mae": by_estimator["ATC[max]"]["mae"],
@@ -264,6 +261,17 @@ def run_evaluation(
         }
     )
     return EvaluationResult(per_slice, estimates, metrics, est, predictions)
+
+
+def p_metrics(y: np.ndarray, p: np.ndarray, ood: np.ndarray) -> dict[str, float]:
+    """The row-level scores of p(correct) on evaluation rows: AUROC (also on the rows of
+    slices outside the training ones, ``ood``), Brier score and ECE."""
+    return {
+        "auroc": auroc(y, p),
+        "auroc_ood": auroc(y[ood], p[ood]),
+        "brier": brier(y, p),
+        "ece": expected_calibration_error(y, p),
+    }
 
 
 def compositions(slices: Sequence[str], max_k: int) -> list[tuple[str, ...]]:
@@ -325,30 +333,22 @@ def composition_study(
     for comp in training:
         if len(comp) == len(names):
             continue
-        train = slices.isin(comp).to_numpy() & (df["split"].astype(str) == "train").to_numpy()
+        train, _ = protocol_masks(slices, df["split"], list(comp))
         if min(y[train].sum(), (~y[train]).sum()) < 2:
             log.info("composition %s skipped: fewer than 2 rows of a class", comp)
             continue
-        panel = _panel(estimator_config, n_jobs).fit(df.loc[train], y[train], slices[train])
-        for name in names:
-            if name in comp:
-                continue
-            m = (slices == name).to_numpy()
-            truth = float(y[m].mean())
-            for est_name, e in panel.estimate(df.loc[m]).items():
-                long.append(
-                    {
-                        "composition": "+".join(comp),
-                        "k": len(comp),
-                        "slice": name,
-                        "estimator": est_name,
-                        "true": truth,
-                        **e.as_dict(),
-                    }
-                )
+        result = run_evaluation(df, list(comp), slice_by, estimator_config, n_jobs=n_jobs)
+        held_out = result.estimates[~result.estimates["in_training"]]
+        long.append(
+            held_out.drop(columns="in_training").assign(composition="+".join(comp), k=len(comp))
+        )
         log.info("composition %s done", "+".join(comp))
-    long = pd.DataFrame(long)
-    return long, summarise_estimates(long) if len(long) else pd.DataFrame()
+    if not long:
+        return pd.DataFrame(), pd.DataFrame()
+    long = pd.concat(long, ignore_index=True)
+    first = ["composition", "k", "slice", "estimator", "true"]
+    long = long[first + [c for c in long.columns if c not in first]]
+    return long, summarise_estimates(long)
 
 
 def transfer_study(

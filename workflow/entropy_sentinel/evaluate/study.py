@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.model_selection import LeaveOneGroupOut, cross_val_predict
 
 from entropy_sentinel.config.loading import (
     load_config_file,
@@ -291,11 +292,10 @@ def answer_feature_gain(study: str | Path, base: str = "3D") -> pd.DataFrame:
     slices = features["benchmark"].astype(str).to_numpy()
     rows = []
     for label, columns in designs.items():
-        p = np.full(len(y), np.nan)
-        for held in np.unique(slices):
-            train = slices != held
-            model = EntropySentinel(features=columns, slice_estimate="mean")
-            p[~train] = model.fit(features[train], y[train]).p_correct(features[~train])
+        model = EntropySentinel(features=columns, slice_estimate="mean")
+        p = cross_val_predict(
+            model, features, y, groups=slices, cv=LeaveOneGroupOut(), method="predict_proba"
+        )[:, 1]
         within = [
             auroc_failure(y[slices == s], -p[slices == s])
             for s in np.unique(slices)

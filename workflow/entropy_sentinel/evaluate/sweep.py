@@ -36,10 +36,11 @@ from entropy_sentinel.estimate.slice_estimators import (
     SourceFit,
     TrainAccuracy,
 )
-from entropy_sentinel.evaluate.metrics import auroc, brier, expected_calibration_error, spearman
+from entropy_sentinel.evaluate.metrics import spearman
 from entropy_sentinel.evaluate.protocol import (
     clean_features,
     compositions,
+    p_metrics,
     protocol_masks,
     run_evaluation,
     slice_labels,
@@ -298,10 +299,7 @@ def _run_group(data, group, seed, baselines) -> list[dict]:
             "status": "ok",
             "spearman_rho": spearman(true[present], est[present]),
             "mae": float(aee[present].mean()),
-            "auroc": auroc(y_ev, p),
-            "auroc_ood": auroc(y_ev[ood], p[ood]),
-            "brier": brier(y_ev, p),
-            "ece": expected_calibration_error(y_ev, p),
+            **p_metrics(y_ev, p, ood),
             "best_params": json.dumps(searched.best_params_, default=str),
             **baselines,
         }

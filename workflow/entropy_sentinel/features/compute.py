@@ -416,7 +416,6 @@ def feature_table(
     spec = (spec or FeatureSpec()).for_rows(generations)
     if spec.entropy == "full":
         _require_full_entropy(generations)
-    test_ids = set(split["test"])
     rows = []
     for gen in generations.itertuples(index=False):
         n_tokens = int(gen.n_tokens or 0)
@@ -452,11 +451,18 @@ def feature_table(
     table = pd.DataFrame(rows)
     meta = benchmark[["item_id", "benchmark", "domain"]]
     table = meta.merge(table, on="item_id", how="inner", validate="one_to_one")
-    table = table.merge(grades[["item_id", "correct"]], on="item_id", how="left")
-    table["split"] = np.where(table["item_id"].isin(test_ids), "test", "train")
+    table = attach_labels(table, grades, split)
     leading = ["item_id", "benchmark", "domain", "split", "correct", "n_tokens"]
     rest = ["segment_tokens", "finish_reason", "truncated", *ALL_FEATURES]
     return table[leading + rest]
+
+
+def attach_labels(table, grades, split: dict[str, list[str]]):
+    """``table`` with each row's ``correct`` (from ``grades``; null when ungraded) and
+    ``split`` (``test`` for the ids the persisted split lists as test, else ``train``)."""
+    table = table.merge(grades[["item_id", "correct"]], on="item_id", how="left")
+    table["split"] = np.where(table["item_id"].isin(set(split["test"])), "test", "train")
+    return table
 
 
 def _whole_profile(gen, spec: FeatureSpec, n_tokens: int) -> tuple[np.ndarray, np.ndarray]:

@@ -5,21 +5,20 @@ substring test), an unparseable reply is recorded as ``unjudged`` (correct None)
 guessed, every verdict is cached by (item, response hash, judge model, prompt version), and
 token usage and latency are recorded. Generation files are never modified.
 
-Requests run ``concurrency`` at a time; each waits at most ``timeout_s`` and an item gets at
-most ``ITEM_BUDGET_S`` in all, retries and backoff included, after which it stays unjudged
-(``correct`` None, counted as ungraded by the summary).
+Requests go through the ``openai`` client, ``concurrency`` at a time (asyncio): each waits at
+most ``timeout_s``; the client retries connection errors, timeouts, 408/409/429 and 5xx with
+its own backoff (0.5 s doubling, at most 8 s) up to ``max_retries`` attempts in all; an item
+gets at most ``ITEM_BUDGET_S``, retries included, after which it stays unjudged (``correct``
+None, counted as ungraded by the summary).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
-import threading
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,6 @@ USER_TEMPLATE = "# question\n{question}\n\n# response\n{response}\n\n# correct a
 PROMPT_VERSION = "stem-judge/1"
 GRADER_NAME = "llm_judge"
 _STRIP_TOKENS = ("<|end|>", "<|endoftext|>")
-_RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
 ITEM_BUDGET_S = 120.0  # all attempts on one item together
 
 
@@ -52,7 +50,6 @@ class JudgeConfig:
     api_key_env: str | None = _DEFAULTS["api_key_env"]
     cache_path: str | None = None  # a JSONL file of verdicts
     max_retries: int = _DEFAULTS["max_retries"]  # attempts per item
-    backoff_s: float = _DEFAULTS["backoff_s"]  # the first wait; doubled after each failure
     timeout_s: float = _DEFAULTS["timeout_s"]  # per request; an item gets ITEM_BUDGET_S in all
     temperature: float | None = None  # None: the endpoint's default, as in the original
     concurrency: int = _DEFAULTS["concurrency"]  # requests in flight
@@ -68,7 +65,7 @@ class Verdict:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     latency_s: float | None = None
-    attempts: int = 0
+    attempts: int = 0  # requests sent, retries included (0: not known, on errors)
     cached: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -98,13 +95,11 @@ def cache_key(item_id: str, response: str, model: str, prompt_version: str = PRO
 
 
 class Judge:
-    """Calls the judge, with retries and a verdict cache."""
+    """Calls the judge, with the client's retries and a verdict cache."""
 
-    def __init__(self, config: JudgeConfig, sleep=time.sleep):
+    def __init__(self, config: JudgeConfig):
         self.config = config
-        self.sleep = sleep
         self.cache: dict[str, dict] = {}
-        self._lock = threading.Lock()
         if config.cache_path and Path(config.cache_path).exists():
             for line in Path(config.cache_path).read_text(encoding="utf-8").splitlines():
                 try:
@@ -120,66 +115,72 @@ class Judge:
         user = USER_TEMPLATE.format(question=question, response=response, reference=reference)
         return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
-    def _post(self, payload: dict, timeout_s: float | None = None) -> dict:
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.config.api_key_env or "", "")
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(
-            self.config.base_url.rstrip("/") + "/chat/completions",
-            data=json.dumps(payload).encode(),
-            headers=headers,
-            method="POST",
+    def _client(self):
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(
+            base_url=self.config.base_url,
+            # the client insists on a key; an endpoint without one ignores the header
+            api_key=os.environ.get(self.config.api_key_env or "", "") or "none",
+            timeout=self.config.timeout_s,
+            max_retries=self.config.max_retries - 1,  # the schema counts attempts
         )
-        timeout = min(self.config.timeout_s, timeout_s or self.config.timeout_s)
-        with urllib.request.urlopen(request, timeout=timeout) as reply:
-            return json.loads(reply.read().decode("utf-8"))
 
     def judge(self, item_id: str, question: str, response: str, reference: str) -> Verdict:
         """The verdict on one response (from the cache when it has been judged before)."""
+        return self._run([(item_id, question, response, reference)])[0]
+
+    def _run(self, items: list[tuple[str, str, str, str]]) -> list[Verdict]:
+        async def run_all() -> list[Verdict]:
+            gate = asyncio.Semaphore(max(1, self.config.concurrency))
+            async with self._client() as client:
+
+                async def one(item):
+                    async with gate:
+                        return await self._judge(client, *item)
+
+                return await asyncio.gather(*(one(item) for item in items))
+
+        return asyncio.run(run_all())
+
+    async def _judge(self, client, item_id, question, response, reference) -> Verdict:
+        import openai
+
         key = cache_key(item_id, response, self.config.model)
         if key in self.cache:
-            entry = self.cache[key]
-            return Verdict(**{**entry["verdict"], "cached": True})
-        payload: dict = {
-            "model": self.config.model,
-            "messages": self.messages(question, response, reference),
-        }
+            return Verdict(**{**self.cache[key]["verdict"], "cached": True})
+        extra = {}
         if self.config.temperature is not None:
-            payload["temperature"] = self.config.temperature
-        verdict = Verdict(None, "error")
-        started = time.monotonic()
-        for attempt in range(1, self.config.max_retries + 1):
-            start = time.perf_counter()
-            remaining = ITEM_BUDGET_S - (time.monotonic() - started)
-            if remaining <= 0:
-                verdict = Verdict(None, "error", raw="item time budget spent", attempts=attempt)
-                break
-            try:
-                body = self._post(payload, remaining)
-                content = body["choices"][0]["message"]["content"] or ""
-            except urllib.error.HTTPError as error:
-                verdict = Verdict(None, "error", raw=f"HTTP {error.code}", attempts=attempt)
-                if error.code not in _RETRY_STATUS:
-                    break
-            except (urllib.error.URLError, TimeoutError, OSError, ValueError, KeyError) as error:
-                verdict = Verdict(None, "error", raw=type(error).__name__, attempts=attempt)
-            else:
-                usage = body.get("usage") or {}
-                correct = parse_verdict(content)
-                verdict = Verdict(
-                    correct,
-                    "judged" if correct is not None else "unjudged",
-                    raw=content[:2000],
-                    prompt_tokens=usage.get("prompt_tokens"),
-                    completion_tokens=usage.get("completion_tokens"),
-                    latency_s=time.perf_counter() - start,
-                    attempts=attempt,
-                )
-                break
-            if attempt < self.config.max_retries:
-                spent = time.monotonic() - started
-                self.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), ITEM_BUDGET_S - spent))
+            extra["temperature"] = self.config.temperature
+        start = time.perf_counter()
+        try:
+            raw = await asyncio.wait_for(
+                client.chat.completions.with_raw_response.create(
+                    model=self.config.model,
+                    messages=self.messages(question, response, reference),
+                    **extra,
+                ),
+                ITEM_BUDGET_S,
+            )
+            body = raw.http_response.json()
+            content = body["choices"][0]["message"]["content"] or ""
+        except TimeoutError:
+            return Verdict(None, "error", raw="item time budget spent")
+        except openai.APIStatusError as error:
+            return Verdict(None, "error", raw=f"HTTP {error.status_code}")
+        except (openai.APIConnectionError, ValueError, KeyError, TypeError, IndexError) as error:
+            return Verdict(None, "error", raw=type(error).__name__)
+        usage = body.get("usage") or {}
+        correct = parse_verdict(content)
+        verdict = Verdict(
+            correct,
+            "judged" if correct is not None else "unjudged",
+            raw=content[:2000],
+            prompt_tokens=usage.get("prompt_tokens"),
+            completion_tokens=usage.get("completion_tokens"),
+            latency_s=time.perf_counter() - start,
+            attempts=raw.retries_taken + 1,
+        )
         if verdict.status == "judged":
             self._store(key, item_id, verdict)
         return verdict
@@ -192,27 +193,25 @@ class Judge:
             "prompt_version": PROMPT_VERSION,
             "verdict": asdict(verdict),
         }
-        with self._lock:
-            self.cache[key] = entry
-            if self.config.cache_path:
-                path = Path(self.config.cache_path)
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(entry) + "\n")
+        self.cache[key] = entry  # one event loop: no lock needed
+        if self.config.cache_path:
+            path = Path(self.config.cache_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(entry) + "\n")
 
     def judge_table(self, generations: pd.DataFrame, benchmark: pd.DataFrame) -> pd.DataFrame:
         """One row per generation, in the grade-table layout plus cost and latency columns."""
         items = benchmark.drop_duplicates("item_id").set_index("item_id")
 
-        def one(item_id: str, response: str | None) -> Verdict:
+        def request(item_id: str, response: str | None) -> tuple[str, str, str, str]:
             item = items.loc[item_id]
             meta = json.loads(item["metadata"]) if isinstance(item.get("metadata"), str) else {}
             reference = meta.get("judge_reference") or meta.get("solution") or item["reference"]
-            return self.judge(item_id, item["question"], response or "", str(reference))
+            return item_id, item["question"], response or "", str(reference)
 
         pairs = list(zip(generations["item_id"], generations["response"], strict=True))
-        with ThreadPoolExecutor(max_workers=max(1, self.config.concurrency)) as pool:
-            verdicts = list(pool.map(lambda pair: one(*pair), pairs))
+        verdicts = self._run([request(*pair) for pair in pairs])
         rows = []
         for (item_id, _), verdict in zip(pairs, verdicts, strict=True):
             rows.append(
@@ -273,5 +272,5 @@ def judge_ungraded(
     return out, int(pending.sum())
 
 
-_JUDGE_KEYS = ("base_url", "model", "api_key_env", "max_retries", "backoff_s", "timeout_s")
+_JUDGE_KEYS = ("base_url", "model", "api_key_env", "max_retries", "timeout_s")
 _JUDGE_KEYS += ("temperature", "concurrency")

@@ -1,4 +1,5 @@
-"""Reports: the Markdown summary, JSON output and the report figures (matplotlib, PNG)."""
+"""Reports: the Markdown summary, JSON output and the report figures (PNG, through
+report.charts)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from entropy_sentinel.evaluate.metrics import auroc, reliability_curve
 from entropy_sentinel.features.compute import FEATURE_NAMES
+from entropy_sentinel.report.charts import pyplot, save
 
 
 def _fmt(value: Any, digits: int = 3) -> str:
@@ -122,28 +124,19 @@ def summary_markdown(results: dict[str, tuple[pd.DataFrame, dict[str, Any]]]) ->
 # ---------------------------------------------------------------- figures
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _grid(n: int, size: float = 3.6):
-    plt = _plt()
+    plt = pyplot()
     cols = min(n, 3)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(size * cols, size * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
-    return plt, fig, list(axes.flat[:n])
+    return fig, list(axes.flat[:n])
 
 
 def plot_estimates(per_slice: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Estimated vs true accuracy per slice, one panel per model, with shift-aware intervals."""
-    plt, fig, axes = _grid(max(len(per_slice), 1))
+    fig, axes = _grid(max(len(per_slice), 1))
     for ax, (model, df) in zip(axes, per_slice.items(), strict=False):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         for in_train, marker in ((True, "s"), (False, "o")):
@@ -169,13 +162,12 @@ def plot_estimates(per_slice: dict[str, pd.DataFrame], path: str | Path) -> None
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="true accuracy", ylabel="estimated", title=model)
     axes[0].legend(fontsize=7, title="x = ATC[max]", title_fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_es_vs_atc(metrics: dict[str, dict[str, Any]], path: str | Path) -> None:
     """MAE of every estimator and baseline per model, on the configured training slices."""
-    plt = _plt()
+    plt = pyplot()
     methods = list(dict.fromkeys(n for m in metrics.values() for n in m.get("estimators", {})))
     values = np.array(
         [
@@ -192,8 +184,7 @@ def plot_es_vs_atc(metrics: dict[str, dict[str, Any]], path: str | Path) -> None
     ax.set_xticks(x + 0.4 - width / 2, list(metrics))
     ax.set_ylabel("MAE over slices")
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path, bbox_inches="tight")
 
 
 def feature_auroc_table(features: pd.DataFrame, slice_by: str) -> pd.DataFrame:
@@ -212,7 +203,7 @@ def feature_auroc_table(features: pd.DataFrame, slice_by: str) -> pd.DataFrame:
 
 def plot_feature_auroc(tables: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Heat map of per-feature failure AUROC, one panel per model."""
-    plt = _plt()
+    plt = pyplot()
     n = max(len(tables), 1)
     fig, axes = plt.subplots(n, 1, figsize=(9, 1.2 + 0.35 * sum(len(t) for t in tables.values())))
     axes = np.atleast_1d(axes)
@@ -228,13 +219,12 @@ def plot_feature_auroc(tables: dict[str, pd.DataFrame], path: str | Path) -> Non
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=5)
     if im is not None:
         fig.colorbar(im, ax=list(axes), label="AUROC (failure)")
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save(fig, path, bbox_inches="tight")
 
 
 def plot_reliability(predictions: dict[str, pd.DataFrame], path: str | Path) -> None:
     """Reliability diagrams of p(correct) on the evaluation rows, one panel per model."""
-    plt, fig, axes = _grid(max(len(predictions), 1))
+    fig, axes = _grid(max(len(predictions), 1))
     for ax, (model, df) in zip(axes, predictions.items(), strict=False):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
         for label, d in (("in-domain", df[df["in_training"]]), ("unseen", df[~df["in_training"]])):
@@ -245,13 +235,12 @@ def plot_reliability(predictions: dict[str, pd.DataFrame], path: str | Path) -> 
         ax.set_title(model)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_mae_vs_k(mae_vs_k: pd.DataFrame, path: str | Path) -> None:
     """Median MAE (IQR band) against the number of training slices, one line per model."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.6))
     for model, d in mae_vs_k.groupby("llm"):
         d = d.sort_values("k")
@@ -261,8 +250,7 @@ def plot_mae_vs_k(mae_vs_k: pd.DataFrame, path: str | Path) -> None:
     ax.set_xticks(sorted(mae_vs_k["k"].unique()))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def resource_usage_markdown(root: str | Path = "benchmarks") -> str:

@@ -8,18 +8,16 @@ given period). An alert is raised when a window's upper bound falls below ``min_
 reported and never alerted on. Slice ``*`` is all traffic together.
 
 Outputs (``run_monitor``): ``windows.csv``, ``alerts.json`` (a list of alert records),
-``summary.json`` (counts and provenance) and ``monitor.html`` (one time-series chart per slice,
-self-contained SVG).
+``summary.json`` (counts and provenance) and ``monitor.html`` (a jinja2 page: one matplotlib
+chart per slice as inline SVG, the alerts, and the windows with any extra field as a badge).
 """
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
@@ -209,111 +207,122 @@ def run_monitor(
 
 # ---------------------------------------------------------------- HTML
 
+# the window table's own columns; any other per-window field (a regime, a status) is shown
+# as a badge in a column of its own
+WINDOW_COLUMNS = (
+    "slice", "window_start", "n", "point", "low", "high", "level", "covers",
+    "baseline_point", "baseline_n", "drop",
+)  # fmt: skip
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{{ title }}</title>
+<style>body{font-family:sans-serif;margin:2em;color:#222}
+.chart{display:inline-block;margin:0 1em 1em 0;vertical-align:top}
+.chart svg{width:520px;height:auto}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}
+tr.alerted td{background:#fde0dd}
+.badge{display:inline-block;padding:1px 8px;border-radius:8px;background:#deebf7;font-size:90%}
+</style></head>
+<body><h1>{{ title }}</h1>
+<p>Estimated accuracy per window with its interval ({{ level }}); dashed: the slice's
+baseline estimate; red line: min_accuracy; red points: alerts.</p>
+<h2>Slices</h2>
+{% for chart in charts %}<div class="chart"><h3>{{ chart.label }}</h3>{{ chart.svg | safe }}</div>
+{% endfor %}
+<h2>Alerts ({{ alerts | length }})</h2>
+{% if alerts %}<table id="alerts">
+<tr><th>slice</th><th>window</th><th>alert</th><th>detail</th></tr>
+{% for a in alerts %}<tr><td>{{ a.slice }}</td><td>{{ a.window_start[:16] }}</td>
+<td>{{ a.alert }}</td><td>{{ a.message }}</td></tr>
+{% endfor %}</table>{% else %}<p>No alerts.</p>{% endif %}
+<h2>Windows</h2>
+<table id="windows"><tr><th>slice</th><th>window</th><th>n</th><th>estimate</th>
+<th>interval</th><th>baseline</th><th>drop</th>{% for c in extra %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for w in windows %}<tr{% if w.alerted %} class="alerted"{% endif %}><td>{{ w.slice }}</td>
+<td>{{ w.window }}</td><td>{{ w.n }}</td><td>{{ w.point }}</td><td>{{ w.interval }}</td>
+<td>{{ w.baseline }}</td><td>{{ w.drop }}</td>{% for c in extra %}<td>{% if w.extra[c] %}
+<span class="badge {{ c }}">{{ w.extra[c] }}</span>{% endif %}</td>{% endfor %}</tr>
+{% endfor %}</table>
+</body></html>
+"""
+
 
 def html_page(windows: pd.DataFrame, alerts: list[dict], rules: AlertRules, title: str) -> str:
-    """A self-contained page: one chart per slice (estimate, interval band, baseline, rules)."""
+    """A self-contained page: one chart per slice (estimate, interval band, baseline, rules),
+    the alerts, and every window with any extra per-window field as a badge."""
+    import jinja2
+
     alerted = {(a["slice"], a["window_start"]) for a in alerts}
     charts = [
         _chart(name, group.sort_values("window_start"), alerted, rules)
         for name, group in windows.groupby("slice", sort=True)
     ]
-    rows = "".join(
-        f"<tr><td>{html.escape(a['slice'])}</td><td>{a['window_start'][:16]}</td>"
-        f"<td>{a['alert']}</td><td>{html.escape(a['message'])}</td></tr>"
-        for a in alerts
+    extra = [c for c in windows.columns if c not in WINDOW_COLUMNS]
+    rows = [
+        {
+            "slice": row["slice"],
+            "window": f"{row['window_start']:%Y-%m-%d %H:%M}",
+            "n": row["n"],
+            "point": _num(row["point"]),
+            "interval": f"[{_num(row['low'])}, {_num(row['high'])}]",
+            "baseline": _num(row["baseline_point"]),
+            "drop": _num(row["drop"]),
+            "alerted": (row["slice"], row["window_start"].isoformat()) in alerted,
+            "extra": {c: "" if pd.isna(row[c]) else str(row[c]) for c in extra},
+        }
+        for _, row in windows.sort_values(["slice", "window_start"]).iterrows()
+    ]
+    page = jinja2.Environment(autoescape=True).from_string(PAGE)
+    return page.render(
+        title=title,
+        level=_level(windows),
+        charts=charts,
+        alerts=alerts,
+        windows=rows,
+        extra=extra,
     )
-    table = (
-        f"<table><tr><th>slice</th><th>window</th><th>alert</th><th>detail</th></tr>{rows}</table>"
-        if alerts
-        else "<p>No alerts.</p>"
-    )
-    return f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em;color:#222}}
-.chart{{display:inline-block;margin:0 1em 1em 0;vertical-align:top}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
-.legend span{{margin-right:1.5em}}</style></head>
-<body><h1>{html.escape(title)}</h1>
-<p>Estimated accuracy per window with its interval ({_level(windows)}); dashed: the slice's
-baseline estimate; red line: min_accuracy; red points: alerts.</p>
-<h2>Slices</h2>{"".join(charts)}
-<h2>Alerts ({len(alerts)})</h2>{table}
-</body></html>
-"""
+
+
+def _num(value) -> str:
+    return "–" if pd.isna(value) else f"{value:.3f}"
 
 
 def _level(windows: pd.DataFrame) -> str:
     levels = windows["level"].dropna().unique()
     covers = windows["covers"].dropna().unique()
     level = f"{levels[0]:.0%} level" if len(levels) else "no interval"
-    return f"{level}; {html.escape(str(covers[0]))}" if len(covers) else level
+    return f"{level}; {covers[0]}" if len(covers) else level
 
 
-def _chart(name: str, group: pd.DataFrame, alerted: set, rules: AlertRules) -> str:
-    width, height, pad = 520, 240, 40
-    times = group["window_start"].map(pd.Timestamp.timestamp).to_numpy(dtype=float)
-    t0, t1 = times.min(), times.max()
-    span = (t1 - t0) or 1.0
+def _chart(name: str, group: pd.DataFrame, alerted: set, rules: AlertRules) -> dict:
+    """One slice's time series as inline SVG: estimate, interval band and bars, baseline,
+    min_accuracy, alerted windows in red."""
+    from entropy_sentinel.report.charts import pyplot, svg
 
-    def x(t):
-        return pad + (t - t0) / span * (width - 2 * pad) if t1 > t0 else width / 2
-
-    def y(v):
-        return height - pad - float(np.clip(v, 0, 1)) * (height - 2 * pad)
-
-    parts = [
-        f'<rect x="{pad}" y="{pad}" width="{width - 2 * pad}" height="{height - 2 * pad}" '
-        'fill="none" stroke="#999"/>'
-    ]
-    for tick in (0, 0.25, 0.5, 0.75, 1):
-        parts.append(
-            f'<text x="{pad - 6}" y="{y(tick) + 4}" font-size="10" text-anchor="end">'
-            f"{tick:.2f}</text>"
-        )
-    has_band = group["low"].notna().all() and group["high"].notna().all()
-    if has_band:
-        upper = [f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, group["high"], strict=True)]
-        lower = [f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, group["low"], strict=True)]
-        parts.append(
-            f'<polygon points="{" ".join(upper + lower[::-1])}" fill="#9ecae1" opacity="0.5"/>'
-        )
-    baseline = group["baseline_point"].iloc[0]
-    parts.append(
-        f'<line x1="{pad}" x2="{width - pad}" y1="{y(baseline):.1f}" y2="{y(baseline):.1f}" '
-        'stroke="#555" stroke-dasharray="5,4"/>'
-    )
-    if rules.min_accuracy is not None:
-        level = y(rules.min_accuracy)
-        parts.append(
-            f'<line x1="{pad}" x2="{width - pad}" y1="{level:.1f}" y2="{level:.1f}" '
-            'stroke="#d62728"/>'
-        )
-    points = [f"{x(t):.1f},{y(v):.1f}" for t, v in zip(times, group["point"], strict=True)]
-    parts.append(f'<polyline points="{" ".join(points)}" fill="none" stroke="#08519c"/>')
-    for t, row in zip(times, group.itertuples(index=False), strict=True):
-        if has_band:  # an error bar too: a band of one window has no width
-            parts.append(
-                f'<line x1="{x(t):.1f}" x2="{x(t):.1f}" y1="{y(row.low):.1f}" '
-                f'y2="{y(row.high):.1f}" stroke="#6baed6" stroke-width="2"/>'
-            )
-        bad = (row.slice, row.window_start.isoformat()) in alerted
-        tip = f"{row.window_start:%Y-%m-%d %H:%M}: {row.point:.3f} [{row.low:.3f}, {row.high:.3f}]"
-        parts.append(
-            f'<circle cx="{x(t):.1f}" cy="{y(row.point):.1f}" r="{5 if bad else 3}" '
-            f'fill="{"#d62728" if bad else "#08519c"}"><title>{tip}, n={row.n}</title></circle>'
-        )
-    first, last = group["window_start"].iloc[0], group["window_start"].iloc[-1]
-    parts.append(
-        f'<text x="{pad}" y="{height - 12}" font-size="10">{first:%Y-%m-%d %H:%M}</text>'
-        f'<text x="{width - pad}" y="{height - 12}" font-size="10" text-anchor="end">'
-        f"{last:%Y-%m-%d %H:%M}</text>"
-    )
     label = "all traffic" if name == "*" else f"slice {name}"
-    return (
-        f'<div class="chart"><h3>{html.escape(label)}</h3>'
-        f'<svg width="{width}" height="{height}" role="img" aria-label="{html.escape(label)}">'
-        f"{''.join(parts)}</svg></div>"
+    times = group["window_start"].dt.tz_localize(None).to_numpy()
+    fig, ax = pyplot().subplots(figsize=(5.2, 2.4))
+    if group["low"].notna().all() and group["high"].notna().all():
+        ax.fill_between(times, group["low"], group["high"], color="#9ecae1", alpha=0.5, lw=0)
+        # an error bar too: a band of one window has no width
+        ax.vlines(times, group["low"], group["high"], color="#6baed6", lw=2)
+    ax.axhline(group["baseline_point"].iloc[0], color="#555", ls=(0, (5, 4)), lw=1)
+    if rules.min_accuracy is not None:
+        ax.axhline(rules.min_accuracy, color="#d62728", lw=1)
+    ax.plot(times, group["point"], color="#08519c", lw=1)
+    bad = [(name, t.isoformat()) in alerted for t in group["window_start"]]
+    ax.scatter(
+        times,
+        group["point"],
+        s=[36 if b else 12 for b in bad],
+        c=["#d62728" if b else "#08519c" for b in bad],
+        zorder=3,
     )
+    ax.set_ylim(0, 1)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
+    ax.tick_params(labelsize=7)
+    fig.autofmt_xdate()
+    return {"label": label, "svg": svg(fig, label)}
 
 
 def alert_lines(alerts: list[dict]) -> list[str]:
