@@ -24,6 +24,7 @@ import pandas as pd
 
 from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
 from entropy_sentinel.serve.logs import (
+    BATCH_BYTES,
     EXAMPLES,
     LogFormat,
     TrafficError,
@@ -69,7 +70,13 @@ def _utc(text: str) -> pd.Timestamp:
 
 
 def score_logs(
-    estimator, paths, fmt: LogFormat, *, require_time: bool = False, skipped_at: dict | None = None
+    estimator,
+    paths,
+    fmt: LogFormat,
+    *,
+    require_time: bool = False,
+    skipped_at: dict | None = None,
+    batch_bytes: int | None = BATCH_BYTES,
 ) -> tuple[pd.DataFrame, dict]:
     """Scored responses of every log (``RESPONSE_COLUMNS``) and the skipped counts; the first
     ``file:line`` of each reason go to ``skipped_at``. Refused only when nothing is left.
@@ -81,7 +88,7 @@ def score_logs(
     for path in paths:
         first: dict[str, list[str]] = {}  # the first few of each reason, per log
         k = estimator.feature_spec_.k
-        for batch in iter_log(path, fmt, k, require_time=require_time):
+        for batch in iter_log(path, fmt, k, require_time=require_time, batch_bytes=batch_bytes):
             if len(batch):
                 frames.append(score(estimator, batch, str(path))[columns].assign(log=str(path)))
             for reason, count in batch.skipped.items():
