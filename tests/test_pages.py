@@ -117,17 +117,18 @@ def test_a_broken_page_is_caught(tmp_path):
 @pytest.mark.slow
 def test_the_snakemake_report_renders_every_figure_without_console_errors(tiny_model, tmp_path):
     """The workflow's figures through ``snakemake --report`` (the end-to-end workflow first)."""
-    from test_workflow import make_workdir, run_snakemake, tiny_config
+    from test_workflow import REPO, make_workdir, run_snakemake, tiny_config
 
     workdir = make_workdir(tmp_path, tiny_config(tiny_model))
     run_snakemake(workdir)
     report = workdir / "report.html"
+    snakemake = Path(sys.executable).parent / "snakemake"
     run = subprocess.run(
-        [str(Path(sys.executable).parent / "snakemake"), "--report", str(report)],
-        cwd=workdir,
+        [str(snakemake), "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--configfile", str(workdir / "config" / "config.yaml"), "--report", str(report)],
         capture_output=True,
         text=True,
-    )
+    )  # fmt: skip
     assert run.returncode == 0, run.stderr[-3000:]
     figures = sorted(p.name for p in (workdir / "results" / "report").glob("*.png"))
     assert len(figures) >= 4, figures
