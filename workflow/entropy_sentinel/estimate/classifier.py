@@ -47,6 +47,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from entropy_sentinel.estimate.calibration import ATCThreshold, calibrate, fit_calibration
 from entropy_sentinel.estimate.intervals import SliceEstimate, SliceInterval
 from entropy_sentinel.estimate.regime import TrainingRegime
+from entropy_sentinel.estimate.saved import FORMAT_VERSION, check_format, unreadable
 from entropy_sentinel.features.compute import FEATURE_SETS, FeatureSpec
 from entropy_sentinel.provenance import atomic_path, jsonable, write_json
 
@@ -77,7 +78,6 @@ TRUSTED_TYPES = (
     "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
     "sklearn.tree._tree.Tree",
 )
-FORMAT_VERSION = 3
 SLICE_ESTIMATES = ("atc", "calibrated", "mean")
 
 
@@ -458,8 +458,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
     def save(self, path: str | Path) -> Path:
         """Write a skops file (model + metadata) and a human-readable JSON sidecar; a failed
         write leaves neither a partial file nor its temporary behind."""
-        import skops.io as sio
-
+        sio = _skops_io()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         meta = self.metadata()
@@ -479,8 +478,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
     @classmethod
     def load(cls, path: str | Path) -> EntropySentinel:
         """Load a saved estimator, refusing any type outside the allow-list."""
-        import skops.io as sio
-
+        sio = _skops_io()
         path = Path(path)
         try:
             untrusted = sio.get_untrusted_types(file=path)
@@ -489,19 +487,10 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
                 raise ValueError(f"{path} contains types outside the allow-list: {unexpected}")
             payload = sio.load(path, trusted=list(untrusted))
         except (zipfile.BadZipFile, EOFError, KeyError, json.JSONDecodeError) as err:
-            raise ValueError(
-                f"{path} is not a readable estimator file ({type(err).__name__}: {err}); it is "
-                "truncated or corrupt. Delete it and rerun the step that wrote it "
-                "(e.g. `snakemake --forcerun evaluate`)."
-            ) from err
+            raise unreadable(path, err) from err
         if not isinstance(payload, dict) or not {"model", "metadata"} <= set(payload):
             raise ValueError(f"{path} is not a saved Entropy Sentinel")
-        meta = json.loads(payload["metadata"])
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise ValueError(
-                f"{path} has format version {meta.get('format_version')}, this code reads "
-                f"{FORMAT_VERSION}: retrain it (`snakemake --forcerun evaluate`)"
-            )
+        meta = check_format(json.loads(payload["metadata"]), path)
         config = dict(meta["config"])
         if isinstance(config["features"], list):
             config["features"] = tuple(config["features"])
@@ -524,6 +513,34 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         est.best_params_ = meta["best_params"]
         est.provenance_ = meta["provenance"]
         return est
+
+
+class _NoTorch:
+    """An import hook that refuses torch: skops' trusted-type list walks every scikit-learn
+    package, and its array-API layer then imports torch (seconds) for types no estimator of
+    ours holds."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError("torch is not needed to load an estimator", name=name)
+        return None
+
+
+def _skops_io():
+    """``skops.io``, imported without torch (unless torch is already loaded)."""
+    import sys
+
+    if "skops.io" in sys.modules or "torch" in sys.modules:
+        import skops.io
+
+        return skops.io
+    hook = _NoTorch()
+    sys.meta_path.insert(0, hook)
+    try:
+        import skops.io
+    finally:
+        sys.meta_path.remove(hook)
+    return skops.io
 
 
 def load_estimator(path: str | Path) -> EntropySentinel:

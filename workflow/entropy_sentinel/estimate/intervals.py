@@ -8,9 +8,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from sklearn.cluster import KMeans
-from sklearn.preprocessing import StandardScaler
 
 
 @dataclass(frozen=True)
@@ -103,6 +100,8 @@ class SliceInterval:
         k = math.ceil((n + 1) * level)
         if k <= n:
             return cls(float(scores[k - 1]), shift_var, level, "split-conformal", n, unit)
+        from scipy import stats  # here: reading an interval (inspect) needs no SciPy
+
         t = stats.t.ppf((1 + level) / 2, n - 1)
         q = float(t * np.sqrt(np.mean(scores**2)) * np.sqrt(1 + 1 / n))
         return cls(q, shift_var, level, "Student-t (too few units for conformal)", n, unit)
@@ -116,6 +115,9 @@ def interval_units(
     names, code = np.unique(np.asarray(slices, dtype=str), return_inverse=True)
     if len(names) >= min_units:
         return code, "training slice"
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
     Z = StandardScaler().fit_transform(X)
     units = np.zeros(len(code), dtype=np.int64)
     per_slice = math.ceil(min_units / len(names))

@@ -186,8 +186,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from entropy_sentinel.serve.logs import TrafficError
-
     try:
         if args.command == "train":
             return train_command(args)
@@ -199,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "score":
             return score_command(args)
         return monitor_command(args)
-    except (TrafficError, ValueError, OSError) as error:
+    except (ValueError, OSError) as error:  # TrafficError is a ValueError
         print(f"entropy-sentinel {args.command}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
@@ -225,14 +223,19 @@ def check_out(out: Path | None) -> None:
         ) from None
 
 
-def _estimator(path: Path):
-    from entropy_sentinel.estimate.classifier import load_estimator
-
+def _estimator(path: Path, *, metadata_only: bool = False):
+    """The saved estimator at ``path`` (or only its metadata: no scikit-learn to import)."""
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no such estimator; the workflow writes them to "
             "results/evaluation/MODEL/estimator.skops"
         )
+    if metadata_only:
+        from entropy_sentinel.estimate.saved import read_metadata
+
+        return read_metadata(path)
+    from entropy_sentinel.estimate.classifier import load_estimator
+
     return load_estimator(path)
 
 
@@ -395,7 +398,7 @@ def _study_generation(features: Path) -> dict | None:
 
 
 def inspect_command(args) -> int:
-    meta = _estimator(args.estimator).metadata()
+    meta = _estimator(args.estimator, metadata_only=True)
     if args.json:
         print(json.dumps(meta, indent=2))
         return 0

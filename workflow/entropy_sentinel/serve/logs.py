@@ -4,14 +4,17 @@ A log is a JSONL file of OpenAI-compatible responses (chat completions, llama-se
 completions, or legacy completions), each either a whole line or under ``response_field`` of a
 log record that also carries the slice key and a time, or the project's generation Parquet.
 
-Reading produces a ``LogprobBatch``: one row per usable response (its file line, slice, time
-and token count) and the steps of all of them stacked, so features are computed for every
-response at once. Each line is parsed on its own (``json.loads``; the log-probs by
-``openai_backend.token_steps``, the backend's own parser), so line numbers are the file's and
-a bad line costs only itself: a torn last line, invalid UTF-8, text that is not JSON, an error
-body (its message kept), empty ``choices``, no log-probs, no tokens, malformed log-probs,
-fewer than ``k`` top log-probs, and (when a time is required) a missing or garbled time are
-each counted under their own reason, with the first few ``file:line`` of each.
+Reading produces ``LogprobBatch``es: one row per usable response (its file line, slice, time
+and token count) and the steps of all of them stacked, so features are computed for many
+responses at once. ``iter_log`` reads a log in bounded batches (memory stays flat in the log's
+size); ``read_log`` reads it whole. Each line is parsed on its own (``orjson``; the standard
+library's ``json`` says why a line is not JSON), and a regular llama-server response goes
+straight into arrays; other layouts go through ``openai_backend.token_steps``, the backend's
+own parser. Line numbers are the file's and a bad line costs only itself: a torn last line,
+invalid UTF-8, text that is not JSON, an error body (its message kept), empty ``choices``, no
+log-probs, no tokens, malformed log-probs, fewer than ``k`` top log-probs, and (when a time is
+required) a missing or garbled time are each counted under their own reason, with the first
+few ``file:line`` of each.
 
 ``TrafficError`` refuses what the estimator cannot honestly score, naming the problem, where
 and the fix: log-probs of the other kind (raw vs processed), a slice or time field that no
@@ -20,13 +23,17 @@ record has, and a log with nothing left to score.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -86,6 +93,10 @@ class LogFormat:
     logprobs_mode: str | None = None  # declared by the user: "raw" or "processed"
 
 
+BATCH_BYTES = 32 << 20  # log text per batch: some sixty real (0.5 MB) responses
+BATCH_RESPONSES = 4096  # usable responses per batch: short ones make bounded arrays too
+
+
 def read_log(
     path: str | Path,
     fmt: LogFormat,
@@ -94,75 +105,61 @@ def read_log(
     require_time: bool = False,
     allow_empty: bool = False,
 ) -> LogprobBatch:
-    """Read a JSONL traffic log or a generation Parquet into a ``LogprobBatch``.
+    """Read a whole JSONL traffic log or a generation Parquet into one ``LogprobBatch``.
 
     ``k``: the top-k width the estimator was trained on (None: the widest in the log). Wider
     responses are cut to the top ``k`` (exactly what a k-wide request returns); narrower ones
     skipped. ``require_time``: skip responses without a readable time (monitoring needs it).
     ``allow_empty``: return an empty batch, rather than refuse a log with nothing to score.
+    Large logs: ``iter_log`` reads them in bounded batches.
+    """
+    (batch,) = iter_log(path, fmt, k, require_time=require_time, batch_bytes=None)
+    if not len(batch) and not allow_empty:
+        raise TrafficError(nothing_to_score(batch.skipped, batch.skipped_at, [path]))
+    return batch
+
+
+def iter_log(
+    path: str | Path,
+    fmt: LogFormat,
+    k: int | None,
+    *,
+    require_time: bool = False,
+    batch_bytes: int | None = BATCH_BYTES,
+    batch_responses: int = BATCH_RESPONSES,
+) -> Iterator[LogprobBatch]:
+    """A log in bounded batches: each holds the responses of about ``batch_bytes`` of log text
+    (None: the whole log) or ``batch_responses`` usable ones, whichever comes first, and the
+    skipped counts of its lines. At least one batch, maybe empty, comes out.
+
+    With ``k`` None the first batch that has a usable response fixes it (its widest). A field
+    that is in no record of the whole log is refused after the last line.
     """
     path = Path(path)
     if not path.is_file():
         raise TrafficError(f"{path}: no such file")
-    if path.suffix == ".parquet":
-        return _read_generation_parquet(path, fmt, k)
-    batch = _read_jsonl(path, fmt, k, require_time)
-    if not len(batch) and not allow_empty:
-        raise TrafficError(nothing_to_score([batch], [path]))
-    return batch
-
-
-def nothing_to_score(batches, paths) -> str:
-    """Why no response of ``paths`` can be scored: each reason, with its first lines."""
-    counts: dict[str, int] = {}
-    examples: dict[str, list[str]] = {}
-    for batch in batches:
-        for reason, n in batch.skipped.items():
-            counts[reason] = counts.get(reason, 0) + n
-            examples.setdefault(reason, []).extend(batch.skipped_at.get(reason, []))
-    names = ", ".join(map(str, paths))
-    if not any(counts.values()):
-        return f"{names}: the log is empty: no record to score"
-    reasons = "; ".join(f"{n} {reason}" for reason, n in counts.items() if n)
-    first = "\n".join(f"  {examples[r][0]}" for r, n in counts.items() if n and examples.get(r))
-    return f"{names}: nothing left to score ({reasons}). First of each:\n{first}"
-
-
-# ---------------------------------------------------------------- JSONL
-
-
-def _get(record, dotted: str | None):
-    for part in (dotted or "").split(".") if dotted else ():
-        if not isinstance(record, dict):
-            return None
-        record = record.get(part)
-    return record
-
-
-class _Skip(Exception):  # noqa: N818 - control flow inside _read_jsonl only
-    def __init__(self, reason: str, detail: str):
-        super().__init__(reason)
-        self.reason, self.detail = reason, detail
-
-
-def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -> LogprobBatch:
-    batch = LogprobBatch(
-        pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),
-        np.zeros(0, bool), fmt.logprobs_mode, k,
-    )  # fmt: skip
-    kept: list[tuple] = []  # (line, slice, time, finish_reason, text, id, settings, steps)
+    if path.suffix == ".parquet":  # the project's own generation rows: one batch
+        yield _read_generation_parquet(path, fmt, k)
+        return
     fields = {"slice": fmt.slice_field, "time": fmt.time_field, "id": fmt.id_field}
     fields["request"] = fmt.request_field
     found = {kind: dotted is None for kind, dotted in fields.items()}
     seen_keys: dict[str, set] = {kind: set() for kind in fields}
+    any_kept = False
+    batch, kept, size = _empty_batch(fmt, k), [], 0
     with open(path, "rb") as lines:
         for number, raw in enumerate(lines, 1):
-            if not raw.strip():
+            if batch_bytes is not None and (size >= batch_bytes or len(kept) >= batch_responses):
+                batch = _stack_records(batch, kept, path, k)
+                k = k or batch.k
+                yield batch
+                batch, kept, size = _empty_batch(fmt, k), [], 0
+            size += len(raw)
+            if raw.isspace():
                 continue
             try:
-                record = _parse_line(raw)
-                response = _get(record, fmt.response_field) if fmt.response_field else record
-                steps, finish, text = _response_steps(response, record, fmt)
+                with _gc_paused():
+                    record, response, steps, finish, text = _read_line(raw, fmt)
                 for kind, dotted in fields.items():
                     if dotted and not found[kind]:
                         found[kind] = _get(record, dotted) is not None
@@ -181,14 +178,65 @@ def _read_jsonl(path: Path, fmt: LogFormat, k: int | None, require_time: bool) -
             rid = _get(record, fmt.id_field) if fmt.id_field else response.get("id")
             settings = _settings(record, response, fmt)
             kept.append((number, label, when, finish, text, _id(rid), settings, steps))
+            any_kept = True
+    last = _stack_records(batch, kept, path, k)
     for kind, dotted in fields.items():
-        if kept and not found[kind]:
+        if any_kept and not found[kind]:
             flag = f"--{kind}-field"
             raise TrafficError(
                 f"{path}: {flag} {dotted!r} is in no record; the records have "
                 f"{sorted(seen_keys[kind]) or 'no such fields'}. Point {flag} at one of them"
             )
-    return _stack_records(batch, kept, path, k)
+    yield last
+
+
+def nothing_to_score(skipped: dict, skipped_at: dict, paths) -> str:
+    """Why no response of ``paths`` can be scored: each reason, with its first lines."""
+    names = ", ".join(map(str, paths))
+    if not any(skipped.values()):
+        return f"{names}: the log is empty: no record to score"
+    reasons = "; ".join(f"{n} {reason}" for reason, n in skipped.items() if n)
+    first = "\n".join(
+        f"  {skipped_at[r][0]}" for r, n in skipped.items() if n and skipped_at.get(r)
+    )
+    return f"{names}: nothing left to score ({reasons}). First of each:\n{first}"
+
+
+def _empty_batch(fmt: LogFormat, k: int | None) -> LogprobBatch:
+    return LogprobBatch(
+        pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),
+        np.zeros(0, bool), fmt.logprobs_mode, k,
+    )  # fmt: skip
+
+
+@contextmanager
+def _gc_paused():
+    """A parsed line is tens of thousands of young containers and no cycles: the cyclic
+    collector would run hundreds of times per line for nothing (it halves the read speed)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+def _get(record, dotted: str | None):
+    for part in (dotted or "").split(".") if dotted else ():
+        if not isinstance(record, dict):
+            return None
+        record = record.get(part)
+    return record
+
+
+class _Skip(Exception):  # noqa: N818 - control flow inside iter_log only
+    def __init__(self, reason: str, detail: str):
+        super().__init__(reason)
+        self.reason, self.detail = reason, detail
 
 
 def _settings(record: dict, response: dict, fmt: LogFormat) -> str | None:
@@ -207,7 +255,25 @@ def _id(value) -> str | None:
     return None if value is None or isinstance(value, dict | list) else str(value)
 
 
+def _read_line(raw: bytes, fmt: LogFormat):
+    """A line's record, its response, the response's ``_Steps``, finish reason and text."""
+    record = _parse_line(raw)
+    response = _get(record, fmt.response_field) if fmt.response_field else record
+    steps, finish, text = _response_steps(response, record, fmt)
+    return record, response, steps, finish, text
+
+
 def _parse_line(raw: bytes):
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # the standard library says why (or reads NaN, huge ints)
+        record = _parse_line_slowly(raw)
+    if not isinstance(record, dict):
+        raise _Skip("not a JSON object", f"a record is a JSON object, not {type(record).__name__}")
+    return record
+
+
+def _parse_line_slowly(raw: bytes):
     torn = not raw.endswith(b"\n")
     try:
         text = raw.decode("utf-8")
@@ -216,14 +282,11 @@ def _parse_line(raw: bytes):
             "invalid UTF-8", f"byte {error.start} is not UTF-8 ({raw[error.start :][:4]!r})"
         ) from None
     try:
-        record = json.loads(text)
+        return json.loads(text)
     except (ValueError, RecursionError) as error:
         if torn:
             raise _Skip("torn last line", f"the last line ends mid-record ({error})") from None
         raise _Skip("not JSON", str(error)[:200]) from None
-    if not isinstance(record, dict):
-        raise _Skip("not a JSON object", f"a record is a JSON object, not {type(record).__name__}")
-    return record
 
 
 def _response_steps(response, record: dict, fmt: LogFormat):
@@ -250,15 +313,13 @@ def _response_steps(response, record: dict, fmt: LogFormat):
     if not isinstance(choice, dict):
         raise _Skip("malformed logprobs", "choices[0] is not an object")
     try:
-        steps = token_steps(choice)
-        if steps is not None:
-            _check_steps(steps)
+        steps = _choice_steps(choice)
     except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as error:
         detail = f"{type(error).__name__}: {error}"[:200]
         raise _Skip("malformed logprobs", f"the log-probs cannot be read ({detail})") from None
     if steps is None:
         raise _Skip("no logprobs", "the response carries no log-probs (request logprobs=true)")
-    if not steps.tokens:
+    if not len(steps.sampled):
         raise _Skip("no tokens", "the response has no generated tokens")
     finish = choice.get("finish_reason")
     message = choice.get("message")
@@ -280,6 +341,76 @@ def _check_steps(steps) -> None:
         for value in top:
             if not value <= _MAX_LOGPROB:  # NaN fails too; -inf is padding
                 raise ValueError(f"top log-prob {value} is not a log-probability")
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """One response's steps as arrays: each step's top log-probs (descending, as wide as its
+    narrowest step), the sampled token's log-prob and its rank among the top ones (the width
+    when it is not among them)."""
+
+    topk: np.ndarray
+    sampled: np.ndarray
+    rank: np.ndarray
+
+
+def _choice_steps(choice: dict) -> _Steps | None:
+    """The steps of a choice, or None when it has no log-probs. A regular llama-server chat
+    response (every step as wide, sorted, with ids) is read into arrays directly; anything else
+    goes through ``token_steps``, the backend's parser, and ``_check_steps``."""
+    try:
+        fast = _regular_steps(choice)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
+        fast = None
+    if fast is not None:
+        return fast
+    steps = token_steps(choice)
+    if steps is None:
+        return None
+    _check_steps(steps)
+    if not steps.tokens:
+        return _Steps(np.zeros((0, 0)), np.zeros(0), np.zeros(0, np.int64))
+    narrowest = min(map(len, steps.topk_logprobs))
+    topk = np.array([top[:narrowest] for top in steps.topk_logprobs], dtype=np.float64)
+    if steps.ids is not None:
+        pairs = zip(steps.ids, steps.topk_ids, strict=True)
+    else:
+        pairs = zip(steps.tokens, steps.topk_tokens, strict=True)
+    rank = [top.index(chosen) if chosen in top else len(top) for chosen, top in pairs]
+    return _Steps(topk, np.asarray(steps.sampled_logprobs, np.float64), np.asarray(rank))
+
+
+def _regular_steps(choice: dict) -> _Steps | None:
+    """The fast path of ``_choice_steps``: None for anything it does not read exactly as
+    ``token_steps`` and ``_check_steps`` would (then they decide)."""
+    content = (choice.get("logprobs") or {}).get("content")
+    if not isinstance(content, list) or not content:
+        return None
+    tops = [step["top_logprobs"] for step in content]
+    n, width = len(content), len(tops[0])
+    if not width or any(len(top) != width for top in tops):
+        return None
+    entries = [entry for top in tops for entry in top]
+    values = np.array([entry["logprob"] for entry in entries])
+    sampled = np.array([step["logprob"] for step in content])
+    top_ids = np.array([entry["id"] for entry in entries])
+    ids = np.array([step["id"] for step in content])
+    if values.shape != (n * width,) or sampled.shape != (n,):
+        return None
+    if top_ids.shape != values.shape or ids.shape != sampled.shape:
+        return None
+    if any(a.dtype.kind not in "if" for a in (values, sampled)):
+        return None
+    if any(a.dtype.kind != "i" for a in (top_ids, ids)):  # digit strings: token_steps' int()
+        return None
+    if not ((values <= _MAX_LOGPROB).all() and (sampled <= _MAX_LOGPROB).all()):
+        return None  # NaN too
+    topk = values.reshape(n, width).astype(np.float64)
+    if (topk[:, 1:] > topk[:, :-1]).any():  # unsorted: token_steps sorts them
+        return None
+    match = top_ids.reshape(n, width) == ids[:, None]
+    rank = np.where(match.any(axis=1), match.argmax(axis=1), width)
+    return _Steps(topk, sampled.astype(np.float64), rank)
 
 
 def _keys_beside(record: dict, dotted: str) -> list[str]:
@@ -334,10 +465,10 @@ def _time(value):
 def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -> LogprobBatch:
     """The usable records' steps, cut to the top ``k``, stacked; narrower records skipped."""
     if k is None:  # no estimator to say: the widest the log holds
-        k = max((min(map(len, s.topk_logprobs)) for *_, s in kept), default=0) or None
+        k = max((s.topk.shape[1] for *_, s in kept), default=0) or None
     rows, topk, sampled, in_topk, lengths = [], [], [], [], []
     for number, label, when, finish, text, rid, settings, steps in kept:
-        narrowest = min(map(len, steps.topk_logprobs))
+        narrowest = steps.topk.shape[1]
         if k is None or narrowest < k:
             batch.skip(
                 NARROW,
@@ -346,14 +477,10 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
                 f"top_logprobs={k} (vLLM: start it with --max-logprobs {k})",
             )
             continue
-        topk.extend(top[:k] for top in steps.topk_logprobs)
-        sampled.extend(steps.sampled_logprobs)
-        if steps.ids is not None:
-            pairs = zip(steps.ids, steps.topk_ids, strict=True)
-        else:
-            pairs = zip(steps.tokens, steps.topk_tokens, strict=True)
-        in_topk.extend(chosen in top[:k] for chosen, top in pairs)
-        lengths.append(len(steps.tokens))
+        topk.append(steps.topk[:, :k])
+        sampled.append(steps.sampled)
+        in_topk.append(steps.rank < k)
+        lengths.append(len(steps.sampled))
         rows.append((number, label, when, finish, text, rid, settings))
     lines, labels, times, finish, texts, ids, settings = (
         zip(*rows, strict=True) if rows else ((),) * 7
@@ -371,9 +498,9 @@ def _stack_records(batch: LogprobBatch, kept: list, path: Path, k: int | None) -
         }
     )
     batch.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-    batch.topk = np.asarray(topk, dtype=np.float64).reshape(len(topk), k or 0)
-    batch.sampled = np.asarray(sampled, dtype=np.float64)
-    batch.in_topk = np.asarray(in_topk, dtype=bool)
+    batch.topk = np.concatenate(topk) if topk else np.zeros((0, k or 0))
+    batch.sampled = np.concatenate(sampled) if sampled else np.zeros(0)
+    batch.in_topk = np.concatenate(in_topk) if in_topk else np.zeros(0, bool)
     batch.k = k
     return batch
 

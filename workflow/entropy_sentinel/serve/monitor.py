@@ -21,7 +21,14 @@ from pathlib import Path
 import pandas as pd
 
 from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
-from entropy_sentinel.serve.logs import LogFormat, TrafficError, nothing_to_score, read_log
+from entropy_sentinel.serve.logs import (
+    BATCH_BYTES,
+    EXAMPLES,
+    LogFormat,
+    TrafficError,
+    iter_log,
+    nothing_to_score,
+)
 from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, score
 
 WINDOWS = {"hour": "h", "day": "D"}
@@ -61,26 +68,41 @@ def _utc(text: str) -> pd.Timestamp:
 
 
 def score_logs(
-    estimator, paths, fmt: LogFormat, *, require_time: bool = False, skipped_at: dict | None = None
+    estimator,
+    paths,
+    fmt: LogFormat,
+    *,
+    require_time: bool = False,
+    skipped_at: dict | None = None,
+    batch_bytes: int | None = BATCH_BYTES,
 ) -> tuple[pd.DataFrame, dict]:
-    """Scored responses of every log (with a ``log`` column) and the skipped counts; the first
-    ``file:line`` of each reason go to ``skipped_at``. Refused only when nothing is left."""
-    frames, skipped, batches = [], {}, []
+    """Scored responses of every log (``RESPONSE_COLUMNS``) and the skipped counts; the first
+    ``file:line`` of each reason go to ``skipped_at``. Refused only when nothing is left.
+
+    Logs are read and scored in bounded batches (``iter_log``): only each response's outputs
+    are kept, never the log-probs of the whole log, so memory stays flat in the log's size."""
+    frames, skipped, examples = [], {}, {}
+    columns = [c for c in RESPONSE_COLUMNS if c != "log"]
+    if estimator.regime_ is not None:  # what the regime check reads: settings and features
+        columns += ["settings", *estimator.regime_.support.columns]
     for path in paths:
-        batch = read_log(
-            path, fmt, estimator.feature_spec_.k, require_time=require_time, allow_empty=True
-        )
-        if len(batch):
-            scored = score(estimator, batch, str(path))
-            frames.append(scored.assign(log=str(path)))
-        batches.append(batch)
-        for reason, count in batch.skipped.items():
-            skipped[reason] = skipped.get(reason, 0) + count
-            if skipped_at is not None:
-                skipped_at.setdefault(reason, []).extend(batch.skipped_at.get(reason, []))
+        first: dict[str, list[str]] = {}  # the first few of each reason, per log
+        k = estimator.feature_spec_.k
+        for batch in iter_log(path, fmt, k, require_time=require_time, batch_bytes=batch_bytes):
+            if len(batch):
+                frames.append(score(estimator, batch, str(path))[columns].assign(log=str(path)))
+            for reason, count in batch.skipped.items():
+                skipped[reason] = skipped.get(reason, 0) + count
+                kept = first.setdefault(reason, [])
+                kept.extend(batch.skipped_at.get(reason, [])[: EXAMPLES - len(kept)])
+        for reason, where in first.items():
+            examples.setdefault(reason, []).extend(where)
+    if skipped_at is not None:
+        skipped_at.update(examples)
     if not sum(map(len, frames)):
-        raise TrafficError(nothing_to_score(batches, paths))
-    return pd.concat(frames, ignore_index=True), skipped
+        raise TrafficError(nothing_to_score(skipped, examples, paths))
+    scored = pd.concat(frames, ignore_index=True)
+    return scored[[*RESPONSE_COLUMNS, *(c for c in columns if c not in RESPONSE_COLUMNS)]], skipped
 
 
 def window_table(estimator, scored: pd.DataFrame, window: str, baseline: Baseline) -> pd.DataFrame:
