@@ -71,7 +71,9 @@ def test_scoring_in_batches_scores_what_one_batch_scores(mixed_log, estimator):
     assert small_skipped == skipped
     assert small_at == one_at  # the first few of each reason, in file order
     assert all(len(where) <= EXAMPLES for where in small_at.values())
-    pd.testing.assert_frame_equal(slice_table(estimator, small)[0], slice_table(estimator, whole)[0])
+    pd.testing.assert_frame_equal(
+        slice_table(estimator, small)[0], slice_table(estimator, whole)[0]
+    )
 
 
 def test_the_fast_path_reads_what_the_backend_parser_reads(tmp_path):
