@@ -18,12 +18,14 @@ windows, alerts = run_monitor(
         slice_field=entry["slice_field"],
         time_field=entry["time_field"],
         id_field=entry["id_field"],
+        request_field=entry["request_field"],
         logprobs_mode=entry["logprobs_mode"],
     ),
     window=entry["window"],
     baseline=Baseline.parse(entry["baseline"]),
     rules=AlertRules(entry["min_accuracy"], entry["max_drop"], entry["min_responses"]),
     out_dir=Path(snakemake.output.page).parent,
+    under_shift=entry["under_shift"],
 )
 log.info("%d slice windows, %d alerts", len(windows), len(alerts))
 for line in alert_lines(alerts):  # recorded, not fatal: the job's outputs are the alerts

@@ -498,6 +498,7 @@ def monitor_command(args) -> int:
         baseline=Baseline.parse(args.baseline),
         rules=AlertRules(args.min_accuracy, args.max_drop, args.min_responses),
         out_dir=args.out,
+        under_shift=args.under_shift,
     )
     summary = json.loads((args.out / "summary.json").read_text())
     _report_skipped(summary["skipped"], summary.get("skipped_at", {}))

@@ -29,7 +29,7 @@ from entropy_sentinel.serve.logs import (
     iter_log,
     nothing_to_score,
 )
-from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, score
+from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, score, slice_table
 
 WINDOWS = {"hour": "h", "day": "D"}
 
@@ -140,6 +140,23 @@ def window_table(estimator, scored: pd.DataFrame, window: str, baseline: Baselin
     return pd.DataFrame(rows)
 
 
+def with_regimes(
+    estimator, scored: pd.DataFrame, windows: pd.DataFrame, under_shift: str | None = None
+) -> tuple[pd.DataFrame, dict]:
+    """Each window with its slice's regime, checked over the slice's whole log (a window is
+    too small for the feature check); a shifted slice's windows widen or withhold their
+    interval as ``slice_table`` does. Returns the windows and each slice's evidence."""
+    table, evidence = slice_table(estimator, scored, under_shift)
+    states = table.set_index("slice")["regime"]
+    rows = []
+    for row in windows.to_dict("records"):
+        regime = states[row["slice"]]
+        if estimator.regime_ is not None:
+            row = estimator.regime_.adjust(row, regime, under_shift)
+        rows.append({**row, "regime": regime})
+    return pd.DataFrame(rows, columns=[*windows.columns, "regime"]), evidence
+
+
 def find_alerts(windows: pd.DataFrame, rules: AlertRules) -> list[dict]:
     """Alert records, one per (window, broken rule)."""
     alerts = []
@@ -190,6 +207,7 @@ def run_monitor(
     baseline: Baseline,
     rules: AlertRules,
     out_dir,
+    under_shift: str | None = None,
 ) -> tuple[pd.DataFrame, list[dict]]:
     """Score the logs, build the window table, find alerts and write every output."""
     from entropy_sentinel.estimate.classifier import load_estimator
@@ -198,6 +216,7 @@ def run_monitor(
     skipped_at: dict[str, list[str]] = {}
     scored, skipped = score_logs(estimator, logs, fmt, require_time=True, skipped_at=skipped_at)
     windows = window_table(estimator, scored, window, baseline)
+    windows, regimes = with_regimes(estimator, scored, windows, under_shift)
     alerts = find_alerts(windows, rules)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -218,6 +237,10 @@ def run_monitor(
         "feature_spec": estimator.feature_spec_.as_dict(),
         "logs": {str(p): sha256_file(p) for p in logs},
         "alerts": len(alerts),
+        "regime": {
+            "trained": estimator.regime_.as_dict() if estimator.regime_ else None,
+            "slices": regimes,
+        },
         "written_at": now(),
     }
     write_json(jsonable(summary), out / "summary.json")
