@@ -523,7 +523,7 @@ def labels_command(args) -> None:
     long.to_csv(folder / f"{stem}-slices.csv", index=False)
     protocol = {"sizes": list(args.sizes), "repeats": args.repeats, "seed": args.seed}
     protocol |= {"spare": SPARE, "only": args.only, "source": source.name}
-    protocol["label_free"] = args.label_free or "the estimator's own, refitted per fold"
+    protocol["label_free"] = args.label_free or "the estimator's own (fit_deployed)"
     write_json(
         {"estimator": design, "protocol": protocol, "label_free": free.to_dict("records")},
         folder / f"{stem}.json",
