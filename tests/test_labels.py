@@ -3,6 +3,10 @@ per-slice intervals, the labelling CSV and `entropy-sentinel label`."""
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -111,7 +115,7 @@ def test_slice_intervals_use_the_labelled_rows_and_leave_the_rest_unlabelled():
     labels = scored[scored["id"].str.match(r"[ab]\d$")][["id", "correct"]]  # 10 of a and b
     labels = pd.concat([labels, pd.DataFrame({"id": ["c0"], "correct": [None]})])
     table = slice_intervals(scored.drop(columns="correct"), labels).set_index("slice")
-    assert table.loc["a", "n_labels"] == 10 and table.loc["a", "method"] == "ppi++"
+    assert table.loc["a", "n_labels"] == 10 and table.loc["a", "method"] == "ppi++ wilson"
     assert table.loc["c", "n_labels"] == 0 and pd.isna(table.loc["c", "method"])
     assert np.isnan(table.loc["c", "point"])
     a = scored[scored["slice"] == "a"]
@@ -120,6 +124,7 @@ def test_slice_intervals_use_the_labelled_rows_and_leave_the_rest_unlabelled():
         a.loc[labelled, "correct"],
         a.loc[labelled, "row_estimate"],
         a.loc[~labelled, "row_estimate"],
+        interval="wilson",
     )
     assert table.loc["a", "point"] == pytest.approx(expected.point)
     assert table.loc["a", "low"] == pytest.approx(expected.low)
@@ -259,5 +264,80 @@ def test_the_loop_label_fill_read_estimate(tmp_path):
     found = read_labels(out, known_ids=scored["id"])
     assert len(found.labels) == 36 and not found.skipped
     table = slice_intervals(scored.drop(columns="correct"), found.labels).set_index("slice")
-    assert (table["n_labels"] == 12).all() and (table["method"] == "ppi++").all()
+    assert (table["n_labels"] == 12).all() and (table["method"] == "ppi++ wilson").all()
     assert ((table["low"] <= table["point"]) & (table["point"] <= table["high"])).all()
+
+
+def test_the_wilson_style_interval():
+    """At lam = 0 without unlabelled responses it is Wilson's interval; it never collapses
+    when every label is wrong; with many labels it is the normal one; and it covers."""
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 1, 1, 1], dtype=float)
+    ours = ppi_mean_interval(y, np.full(10, 0.5), [], interval="wilson")
+    wilson = labels_only_interval(y)
+    assert (ours.low, ours.high) == pytest.approx((wilson.low, wilson.high), abs=1e-12)
+    assert ours.method == "ppi++ wilson"
+    rng = np.random.default_rng(2)
+    wrong = ppi_mean_interval(np.zeros(5), rng.random(5) * 0.3, rng.random(40) * 0.3)
+    assert wrong.high == wrong.low == 0.0  # the normal interval collapses
+    wrong = ppi_mean_interval(np.zeros(5), rng.random(5) * 0.3, rng.random(40), interval="wilson")
+    assert wrong.low == 0.0 and wrong.high > 0.2
+    y, p, pu, _ = _draw(rng, 3000, 30000, quality=0.6)
+    normal, score = (ppi_mean_interval(y, p, pu, interval=i) for i in ("normal", "wilson"))
+    assert score.point == normal.point
+    assert (score.low, score.high) == pytest.approx((normal.low, normal.high), abs=2e-4)
+    covered, draws = 0, 400
+    for _ in range(draws):  # a rare event, five labels: where the normal interval fails
+        y, p, pu, _ = _draw(rng, 10, 200, quality=0.5, accuracy=0.08)
+        found = ppi_mean_interval(y, p, pu, interval="wilson")
+        covered += found.low <= 0.08 <= found.high
+    assert covered / draws >= 0.85
+    with pytest.raises(ValueError, match="0 or 1"):
+        ppi_mean_interval([0.5, 1.0], [0.5, 0.5], [0.2], interval="wilson")
+
+
+# ------------------------------------------------------------ the study on the committed testbed
+
+STUDIES = Path(__file__).resolve().parents[1] / "data" / "studies"
+
+
+def _study_copy(tmp_path: Path, name: str) -> Path:
+    folder = STUDIES / name
+    if not (folder / "features.parquet").is_file():
+        pytest.skip(f"{folder} is not committed (make testbed)")
+    (tmp_path / name).mkdir()
+    for file in ("features.parquet", "provenance.json"):
+        shutil.copyfile(folder / file, tmp_path / name / file)
+    return tmp_path / name
+
+
+def test_the_label_study_runs_on_a_few_testbed_slices(tmp_path):
+    """`study labels` on four slices, transfer and leave one slice out: the tables and the
+    design are written, every method is there, and PPI++ never collapses to zero width."""
+    from entropy_sentinel.evaluate.study import main
+
+    source = _study_copy(tmp_path, "testbed-qwen05b")
+    target = _study_copy(tmp_path, "testbed-traffic")
+    only = ["gsm8k", "math_level2", "svamp_addition", "word_two_step"]
+    quick = ["--sizes", "5", "20", "--repeats", "30", "--jobs", "1"]
+    quick += ["--set", "interval_units=4"]  # fewer refits for the label-free interval
+    main(["labels", str(source), str(target), *quick, "--only", *only])
+    table = pd.read_csv(target / "labels-from-testbed-qwen05b.csv")
+    assert sorted(table["n_labels"].unique()) == [5, 20] and (table["slices"] == 4).all()
+    assert table["ppi"].nunique() == 4
+    for column in ("ppi_coverage", "wilson_coverage", "cp_coverage", "label_free_coverage"):
+        assert table[column].between(0, 1).all(), column
+    assert (table["ppi_width"] > 0).all() and (table["cp_width"] > table["wilson_width"]).all()
+    wilson = table[table["ppi"] == "ppi++ wilson [row_estimate]"].set_index("n_labels")
+    assert wilson.loc[20, "ppi_width"] < wilson.loc[5, "ppi_width"]  # labels narrow it
+    design = json.loads((target / "labels-from-testbed-qwen05b.json").read_text())
+    assert design["protocol"]["repeats"] == 30 and len(design["label_free"]) == 4
+    slices = pd.read_csv(target / "labels-from-testbed-qwen05b-slices.csv")
+    assert set(slices["slice"]) == set(only) and slices["true"].between(0, 1).all()
+    # leave one slice out, with the committed label-free intervals of the same design
+    committed = STUDIES / "testbed-qwen05b" / "holdout-loso-default.csv"
+    main(["labels", str(source), *quick, "--only", *only[:3], "--label-free", str(committed)])
+    loso = pd.read_csv(source / "labels-loso.csv")
+    assert (loso["slices"] == 3).all() and sorted(loso["n_labels"].unique()) == [5, 20]
+    free = pd.read_csv(committed).query("estimator == 'ATC[ES p]'").set_index("slice")
+    written = json.loads((source / "labels-loso.json").read_text())["label_free"]
+    assert {r["slice"]: r["low"] for r in written} == free.loc[only[:3], "low"].to_dict()

@@ -42,6 +42,7 @@ from entropy_sentinel.estimate.regime import (
     settings_from_generation,
     verdict,
 )
+from entropy_sentinel.evaluate.label_study import SIZES, SPARE, label_study
 from entropy_sentinel.evaluate.metrics import auroc_failure
 from entropy_sentinel.evaluate.protocol import (
     clean_features,
@@ -567,6 +568,37 @@ def update_readme(readme_path: str | Path, study: str | Path) -> None:
     path.write_text(f"{head}{start}\n{results_markdown(study)}{end}{tail}")
 
 
+def labels_command(args) -> None:
+    """`study labels`: writes labels-from-SOURCE (in TARGET) or labels-loso (in SOURCE): the
+    table (.csv), the per-slice draws (-slices.csv) and the design with the label-free
+    interval per slice (.json)."""
+    source = Path(args.source)
+    overrides = parse_settings(args.set)
+    design = study_design(source, overrides)
+    if args.label_free and args.target:
+        raise ValueError("--label-free is for leave one slice out (no TARGET)")
+    label_free = pd.read_csv(args.label_free) if args.label_free else None
+    table, long, free = label_study(
+        source, args.target, design, tuple(args.sizes), args.repeats, args.seed, args.only,
+        args.jobs, label_free,
+    )  # fmt: skip
+    folder, stem = (
+        (Path(args.target), f"labels-from-{source.name}")
+        if args.target
+        else (source, "labels-loso")
+    )
+    table.to_csv(folder / f"{stem}.csv", index=False)
+    long.to_csv(folder / f"{stem}-slices.csv", index=False)
+    protocol = {"sizes": list(args.sizes), "repeats": args.repeats, "seed": args.seed}
+    protocol |= {"spare": SPARE, "only": args.only, "source": source.name}
+    protocol["label_free"] = args.label_free or "the estimator's own (fit_deployed)"
+    write_json(
+        {"estimator": design, "protocol": protocol, "label_free": free.to_dict("records")},
+        folder / f"{stem}.json",
+    )
+    print(table.to_string(index=False))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m entropy_sentinel.evaluate.study")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -608,8 +640,32 @@ def main(argv: list[str] | None = None) -> None:
     regime.add_argument("source")
     regime.add_argument("target")
     regime.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    labels = sub.add_parser(
+        "labels", help="PPI++ from a few labels per slice against labels alone and label-free"
+    )
+    labels.add_argument("source", help="the study folder the estimator is trained on")
+    labels.add_argument(
+        "target", nargs="?", help="the study folder it scores; none: leave one slice out"
+    )
+    labels.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
+    labels.add_argument("--repeats", type=int, default=500, help="draws of labels per slice")
+    labels.add_argument("--seed", type=int, default=0)
+    labels.add_argument(
+        "--only",
+        nargs="+",
+        help="estimate these slices only (a quick run; transfer: also trains on these only)",
+    )
+    labels.add_argument(
+        "--label-free",
+        help="leave one slice out: the holdout-loso CSV of the same design, whose label-free "
+        "intervals are used (each fold then fits the classifier alone)",
+    )
+    labels.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    labels.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    if args.command == "export":
+    if args.command == "labels":
+        labels_command(args)
+    elif args.command == "export":
         export_study(args.config, args.model, args.out, root=args.root, partial=args.partial)
         if args.readme:
             update_readme(args.readme, args.out)
