@@ -415,6 +415,16 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
         a, b = self.slice_map_ if self.slice_estimate == "calibrated" else (0.0, 1.0)
         return a + b * self.p_correct(X)
 
+    def deploy(self, interval: SliceInterval | None, slice_map=None) -> EntropySentinel:
+        """Attach what is fitted around this classifier across its training slices (see
+        ``evaluate.protocol.fit_deployed``): the interval of its slice estimate and, when
+        given, the line a + b * mean p of ``slice_estimate="calibrated"``."""
+        check_is_fitted(self, "model_")
+        self.interval_ = interval.as_dict() if interval is not None else None
+        if slice_map is not None:
+            self.slice_map_ = (float(slice_map[0]), float(slice_map[1]))
+        return self
+
     def estimate(self, X, spec: FeatureSpec | dict | None = None) -> SliceEstimate:
         """The slice's estimated accuracy with the stored shift-aware interval (see
         intervals.SliceInterval), if the estimator has one."""
