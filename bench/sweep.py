@@ -1,7 +1,7 @@
 """Benchmark of the estimator sweep: configurations per second, shared-work sweep vs a naive
 per-config reload-and-refit loop, and the projected time of the paper's full grid.
 
-    .venv/bin/python bench/sweep.py [--groups 8] [--jobs 2] [--rows 1000]
+    .venv/bin/python bench/sweep.py [--groups 8] [--jobs 2] [--rows 1000] [--search halving]
 
 The feature table is synthetic and shaped like the paper's (10 slices, ~1000 rows each). All
 runs evaluate the same random sample of fit groups (a calibrated + an uncalibrated config each).
@@ -10,12 +10,14 @@ compute the baselines. The sweep loads once, grid-searches once per fit group an
 baselines once per composition. Naive and sweep alternate group by group in one process, so a
 change in machine load hits both alike; the sweep is then also run in ``--jobs`` worker
 processes (a separate, later measurement). The paper grid projection assumes chunks spread
-over 16 cores at the 1-process rate.
+over 16 cores at the 1-process rate. ``--search halving`` runs the sweep with successive
+halving (config ``sweep.search``); the naive loop always grid-searches, as the original did.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -35,7 +37,7 @@ def naive_group(paths: list[Path], group: list[sw.SweepConfig]) -> float:
     start = time.perf_counter()
     for cfg in group:
         data = sw.SweepData.from_frame(sw.load_features(paths), "benchmark")
-        sw.run_group(data, [cfg])
+        sw.run_group(data, [dataclasses.replace(cfg, search="grid")])
     return time.perf_counter() - start
 
 
@@ -76,6 +78,7 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--rows", type=int, default=1000, help="rows per slice")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--search", choices=["grid", "halving"], default="grid")
     args = ap.parse_args()
 
     shifts = {f"bench{i}": float(s) for i, s in enumerate(np.linspace(-2.0, 1.5, 10))}
@@ -86,7 +89,7 @@ def main() -> None:
         for name, g in table.groupby("benchmark"):
             paths.append(tmp / f"{name}.parquet")
             g.to_parquet(paths[-1])
-        configs = sw.sweep_configs("bench", sorted(shifts), {})
+        configs = sw.sweep_configs("bench", sorted(shifts), {"search": args.search})
         groups = sw.fit_groups(configs)
         pick = np.random.default_rng(args.seed).choice(len(groups), args.groups, replace=False)
         sample = [c for i in sorted(pick) for c in groups[i]]
@@ -103,6 +106,7 @@ def main() -> None:
 
     rate_naive, rate_one, rate_jobs = (len(sample) / t for t in (t_naive, t_one, t_jobs))
     result = {
+        "search": args.search,
         "configs_sampled": len(sample),
         "grid_configs_per_model": len(configs),
         "jobs": args.jobs,

@@ -39,7 +39,7 @@ def fit_estimator(path: Path, *, k: int = 20, mode: str = "raw") -> Path:
     correct = rng.random(len(features)) < 1 / (1 + np.exp(-(8 - 4 * features["mean"])))
     est = EntropySentinel("logistic_regression", calibrate=False, features="17D")
     est.fit(features, correct.astype(int), feature_spec=FeatureSpec(k=k, logprobs_mode=mode))
-    est.interval_ = SliceInterval(1.64, 0.0005, 0.9, "conformal", 6, "slice").as_dict()
+    est.deploy(SliceInterval(1.64, 0.0005, 0.9, "conformal", 6, "slice"))
     est.save(path)
     return path
 

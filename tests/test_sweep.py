@@ -177,3 +177,18 @@ def test_deployments_skip_missing_slices_and_save_loadable_estimators(
     assert est.predict_proba(rows.head(5)).shape == (5, 2)
     assert est.estimate(rows.head(50)).high <= 1.0
     assert selected["mae_held_out"] < 0.2
+
+
+def test_successive_halving_is_opt_in_and_hashed_apart(data):
+    grid = sw.sweep_configs("m", data.slices, {"max_train_slices": 1, "classifiers": ["mlp"]})
+    halving = sw.sweep_configs(
+        "m", data.slices, {"max_train_slices": 1, "classifiers": ["mlp"], "search": "halving"}
+    )
+    assert {c.search for c in grid} == {"grid"} and {c.search for c in halving} == {"halving"}
+    assert not {c.hash for c in grid} & {c.hash for c in halving}  # never resumed into each other
+    plain = sw.SweepConfig("m", ("b0",), "random_forest", True, False, "3D")
+    assert plain.hash == "8ad69f30d388"  # the grid's hashes are those of earlier sweeps
+    group = [c for c in halving if c.slices == ("b0", "b3") or c.slices == ("b1",)][:2]
+    rows = sw.run_group(data, group)
+    assert [r["status"] for r in rows] == ["ok", "ok"] and rows[0]["mae"] < 0.1
+    assert rows[0]["best_params"] == rows[1]["best_params"]  # one search for both

@@ -155,22 +155,27 @@ def make_pipeline(classifier: str, balance: bool, seed: int = 42):
     return Pipeline([("scale", StandardScaler()), ("model", model)])
 
 
-def grid_search(X, y, classifier: str, balance: bool, seed: int = 42):
+def grid_search(
+    X, y, classifier: str, balance: bool, seed: int = 42, halving: bool = False, refit=True
+):
     """Best pipeline by AUROC on one stratified 70/30 split (the newest original), refit on all
-    of X; returns (fitted pipeline, best params)."""
+    of X; returns (fitted pipeline, or None without ``refit``; best params). ``halving``:
+    successive halving over rows on that split (a third of the candidates go on at each step;
+    fewer fits, other picks maybe)."""
     grid = {f"model__{k}": v for k, v in PARAM_GRIDS[canonical_classifier(classifier)].items()}
     cv = StratifiedShuffleSplit(n_splits=1, test_size=0.3, random_state=seed)
-    search = GridSearchCV(
-        make_pipeline(classifier, balance, seed),
-        grid,
-        scoring="roc_auc",
-        cv=cv,
-        n_jobs=1,
-        error_score=np.nan,
-    )
+    options = {"scoring": "roc_auc", "cv": cv, "n_jobs": 1, "error_score": np.nan, "refit": refit}
+    if halving:
+        from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+        from sklearn.model_selection import HalvingGridSearchCV
+
+        options |= {"random_state": seed, "factor": 3}
+        search = HalvingGridSearchCV(make_pipeline(classifier, balance, seed), grid, **options)
+    else:
+        search = GridSearchCV(make_pipeline(classifier, balance, seed), grid, **options)
     search.fit(X, y)
     params = {k.removeprefix("model__"): v for k, v in search.best_params_.items()}
-    return search.best_estimator_, params
+    return (search.best_estimator_ if refit else None), params
 
 
 def calibrate_model(pipeline, X, y, method: str = "sigmoid", seed: int = 42):
@@ -305,7 +310,9 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             else:
                 self.best_params_ = dict(self.params)
                 model = make_pipeline(classifier, self.balance, self.seed)
-                model.set_params(**{f"model__{k}": v for k, v in self.params.items()}).fit(X, y01)
+                model.set_params(**{f"model__{k}": v for k, v in self.params.items()})
+                if not self.calibrate:  # calibrate_model fits copies of its own
+                    model.fit(X, y01)
             if self.calibrate:
                 model = calibrate_model(model, X, y01, self.calibration, self.seed)
             self.model_ = model
@@ -318,7 +325,7 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             self.threshold_ = ATCThreshold.fit(self.p_oof_, y01.astype(bool))
         self.feature_spec_ = feature_spec or FeatureSpec()
         self.interval_ = None
-        self.regime_ = None  # what the training rows were made like (fit_deployed sets it)
+        self.regime_ = None  # what the training rows were made like (see deploy)
         self.provenance_ = {
             "n_train": int(len(y01)),
             "train_accuracy": float(y01.mean()),
@@ -411,6 +418,20 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             return np.mean([self.threshold_.votes(s) for s in self.fold_scores(X)], axis=0)
         a, b = self.slice_map_ if self.slice_estimate == "calibrated" else (0.0, 1.0)
         return a + b * self.p_correct(X)
+
+    def deploy(
+        self, interval: SliceInterval | None, slice_map=None, regime: TrainingRegime | None = None
+    ) -> EntropySentinel:
+        """Attach what is fitted around this classifier across its training slices (see
+        ``evaluate.protocol.fit_deployed``): the interval of its slice estimate, when given
+        the line a + b * mean p of ``slice_estimate="calibrated"``, and what its training rows
+        were made like (``regime``, for the regime check)."""
+        check_is_fitted(self, "model_")
+        self.interval_ = interval.as_dict() if interval is not None else None
+        if slice_map is not None:
+            self.slice_map_ = (float(slice_map[0]), float(slice_map[1]))
+        self.regime_ = regime
+        return self
 
     def estimate(self, X, spec: FeatureSpec | dict | None = None) -> SliceEstimate:
         """The slice's estimated accuracy with the stored shift-aware interval (see

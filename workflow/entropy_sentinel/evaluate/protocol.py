@@ -134,11 +134,10 @@ def fit_deployed(
     }
     panel = _panel(estimator_config, n_jobs).fit(df, y, slices, feature_spec, provenance)
     estimator = panel.source_.es
-    interval = panel.intervals_.get(DEPLOYED[estimator.slice_estimate])
-    estimator.interval_ = interval.as_dict() if interval else None
-    if "ES-cal" in panel.fitted_:  # fitted when some training unit could be left out
-        estimator.slice_map_ = panel.fitted_["ES-cal"].coef_
-    estimator.regime_ = training_regime(estimator, df, slices, estimator_config, provenance)
+    # ES-cal is fitted when some training unit could be left out
+    slice_map = panel.fitted_["ES-cal"].coef_ if "ES-cal" in panel.fitted_ else None
+    regime = training_regime(estimator, df, slices, estimator_config, provenance)
+    estimator.deploy(panel.intervals_.get(DEPLOYED[estimator.slice_estimate]), slice_map, regime)
     return panel, estimator
 
 

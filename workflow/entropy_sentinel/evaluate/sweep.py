@@ -28,6 +28,8 @@ from entropy_sentinel.config.loading import schema_defaults
 from entropy_sentinel.estimate.classifier import (
     EntropySentinel,
     canonical_classifier,
+    feature_names,
+    grid_search,
     minority_count,
 )
 from entropy_sentinel.estimate.slice_estimators import (
@@ -100,11 +102,12 @@ class SweepConfig:
     features: str
     calibration: str = "sigmoid"
     slice_by: str = "benchmark"
+    search: str = "grid"  # or "halving" (classifier.grid_search)
 
     @property
     def fit_key(self) -> tuple:
         """Configs sharing this key share one grid search (they differ only in calibration)."""
-        return (self.llm, self.slices, self.classifier, self.balance, self.features)
+        return (self.llm, self.slices, self.classifier, self.balance, self.features, self.search)
 
     @property
     def hash(self) -> str:
@@ -119,6 +122,7 @@ class SweepConfig:
             "features": list(FEATURE_SETS[self.features]),
             "calibration": self.calibration,
             "slice_by": self.slice_by,
+            **({"search": self.search} if self.search != "grid" else {}),  # grid: hashes as before
         }
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:12]
 
@@ -134,7 +138,15 @@ def sweep_configs(
     s = {**schema_defaults("sweep"), **(sweep or {})}
     return [
         SweepConfig(
-            llm, comp, canonical_classifier(c), bool(cal), bool(bal), f, calibration, slice_by
+            llm,
+            comp,
+            canonical_classifier(c),
+            bool(cal),
+            bool(bal),
+            f,
+            calibration,
+            slice_by,
+            s["search"],
         )
         for comp in compositions(slices, int(s["max_train_slices"]))
         for c in s["classifiers"]
@@ -278,7 +290,14 @@ def _run_group(data, group, seed, baselines) -> list[dict]:
         "seed": seed,
         "slice_estimate": "mean",  # the paper's grid: mean p, computed here per slice
     }
-    searched = EntropySentinel(**design, calibrate=False).fit(X_tr, y_tr)
+    if first.search == "halving":
+        columns = list(feature_names(first.features))
+        _, params = grid_search(
+            X_tr[columns], y_tr, first.classifier, first.balance, seed, halving=True, refit=False
+        )  # the refit on all rows is the searched model's own fit
+        searched = EntropySentinel(**design, calibrate=False, params=params).fit(X_tr, y_tr)
+    else:
+        searched = EntropySentinel(**design, calibrate=False).fit(X_tr, y_tr)
     in_comp = np.isin(np.array(data.slices), first.slices)
     ood = ~in_comp[code_ev]
     present = np.bincount(code_ev, minlength=len(data.slices)) > 0

@@ -115,20 +115,9 @@ def run_shard(
 ) -> pd.DataFrame:
     """Generate every item of the shard not yet done, then write the shard file."""
     items = shard_items(benchmark, shard, n_shards, shard_size)
-    metadata = {
-        **provenance,
-        "shard": shard,
-        "n_shards": n_shards,
-        "dataset_fingerprint": frame_fingerprint(benchmark),
-    }
-    return run_items(
-        backend=backend,
-        items=items,
-        chunk_size=chunk_size,
-        prompt_style=prompt_style,
-        output=output,
-        metadata=metadata,
-    )
+    run = {"backend": backend, "chunk_size": chunk_size, "prompt_style": prompt_style}
+    extra = {"shard": shard, "n_shards": n_shards}
+    return _run_for(benchmark, items, provenance, extra, output=output, **run)
 
 
 def truncated_ids(shard_files: list[str | Path]) -> list[str]:
@@ -178,19 +167,15 @@ def run_retry(
     """Regenerate a shard's truncated items (the backend carries the larger budget)."""
     retry = set(truncated_ids([shard_file]))
     items = benchmark[benchmark["item_id"].isin(retry)].sort_values("item_id", kind="stable")
-    metadata = {
-        **provenance,
-        "retry_of": str(shard_file),
-        "dataset_fingerprint": frame_fingerprint(benchmark),
-    }
-    return run_items(
-        backend=backend,
-        items=items,
-        chunk_size=chunk_size,
-        prompt_style=prompt_style,
-        output=output,
-        metadata=metadata,
-    )
+    run = {"backend": backend, "chunk_size": chunk_size, "prompt_style": prompt_style}
+    extra = {"retry_of": str(shard_file)}
+    return _run_for(benchmark, items, provenance, extra, output=output, **run)
+
+
+def _run_for(benchmark, items, provenance: dict, extra: dict, **run) -> pd.DataFrame:
+    """run_items on ``items`` of ``benchmark``, its fingerprint in the file's metadata."""
+    metadata = {**provenance, **extra, "dataset_fingerprint": frame_fingerprint(benchmark)}
+    return run_items(items=items, metadata=metadata, **run)
 
 
 def run_items(
