@@ -126,6 +126,26 @@ def nothing_to_score(batches, paths) -> str:
     return f"{names}: nothing left to score ({reasons}). First of each:\n{first}"
 
 
+def response_batch(
+    responses, k: int | None, logprobs_mode: str | None, source: str = "proxy"
+) -> LogprobBatch:
+    """A ``LogprobBatch`` of in-memory responses (the proxy's), each ``(response, slice, time,
+    id)``: parsed, checked and stacked as a log's lines are; a bad one is counted and skipped."""
+    batch = LogprobBatch(
+        pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),
+        np.zeros(0, bool), logprobs_mode, k,
+    )  # fmt: skip
+    kept = []
+    for number, (response, label, when, rid) in enumerate(responses, 1):
+        try:
+            steps, finish, text = _response_steps(response, response, LogFormat())
+        except _Skip as skip:
+            batch.skip(skip.reason, f"{source}:{rid}: {skip.detail}")
+            continue
+        kept.append((number, label, when, finish, text, _id(rid), steps))
+    return _stack_records(batch, kept, Path(source), k)
+
+
 # ---------------------------------------------------------------- JSONL
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
+from entropy_sentinel.serve.feature_log import is_feature_log, score_feature_log
 from entropy_sentinel.serve.logs import LogFormat, TrafficError, nothing_to_score, read_log
 from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, score
 
@@ -69,12 +70,16 @@ def score_logs(
     ``file:line`` of each reason go to ``skipped_at``. Refused only when nothing is left."""
     frames, skipped, batches = [], {}, []
     for path in paths:
-        batch = read_log(
-            path, fmt, estimator.feature_spec_.k, require_time=require_time, allow_empty=True
-        )
-        if len(batch):
-            scored = score(estimator, batch, str(path))
+        if is_feature_log(path):  # the proxy's: features already computed
+            scored, batch = score_feature_log(estimator, Path(path))
             frames.append(scored.assign(log=str(path)))
+        else:
+            batch = read_log(
+                path, fmt, estimator.feature_spec_.k, require_time=require_time, allow_empty=True
+            )
+            if len(batch):
+                scored = score(estimator, batch, str(path))
+                frames.append(scored.assign(log=str(path)))
         batches.append(batch)
         for reason, count in batch.skipped.items():
             skipped[reason] = skipped.get(reason, 0) + count
