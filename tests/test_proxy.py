@@ -10,6 +10,7 @@ fail on cue). Prometheus is Debian's binary, run here on 127.0.0.1; without it t
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -22,11 +23,13 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from llama_server.server import SERVED_NAME, LlamaServer, free_port, missing_reason, smollm2_gguf
 from prometheus_client.parser import text_string_to_metric_families
 from proxy_server import ProxyServer
 
 CLI = Path(sys.executable).parent / "entropy-sentinel"
+REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus")
 needs_server = pytest.mark.skipif(missing_reason() is not None, reason=str(missing_reason()))
 QUESTIONS = [
@@ -211,6 +214,7 @@ def test_eight_clients_two_slices_metrics_match_score(server, estimator, tmp_pat
             texts = list(pool.map(one, range(16)))
         assert all(texts)
         values = wait_scored(proxy.url, 16)
+        page = httpx.get(f"{proxy.url}/metrics").text
     assert proxy.stopped_cleanly()  # SIGTERM: queued responses scored, the log flushed
     run = subprocess.run(
         [CLI, "score", *proxy.feature_logs(), "--estimator", estimator, "--out", tmp_path / "s"],
@@ -243,6 +247,11 @@ def test_eight_clients_two_slices_metrics_match_score(server, estimator, tmp_pat
     assert values[(*latency, ("slice", "beta"), ("stream", "true"))] == 4
     responses = {k: v for k, v in values.items() if k[0] == "entropy_sentinel_responses_total"}
     assert sum(responses.values()) == 16
+    # every series the shipped Grafana dashboard plots is one the proxy serves
+    dashboard = (REPO / "deploy" / "grafana-dashboard.json").read_text()
+    plotted = set(re.findall(r"entropy_sentinel_[a-z_]+", dashboard))
+    served = set(re.findall(r"^(?:# TYPE )?(entropy_sentinel_\w+)", page, re.MULTILINE))
+    assert plotted and plotted <= served, plotted - served
 
 
 class Stub:
@@ -338,16 +347,17 @@ def test_prometheus_scrapes_the_proxy(server, estimator, tmp_path):
             assert reply.status_code == 200
         values = wait_scored(proxy.url, 4)
         port = free_port()
-        config = tmp_path / "prometheus.yml"
-        config.write_text(
-            "global: {scrape_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: sentinel\n"
-            f"    static_configs: [{{targets: ['127.0.0.1:{proxy.port}']}}]\n"
-        )
+        # the shipped scrape config, pointed at this proxy and scraping every second
+        config = yaml.safe_load((REPO / "deploy" / "prometheus.yml").read_text())
+        config["global"]["scrape_interval"] = "1s"
+        (job,) = config["scrape_configs"]
+        job["static_configs"][0]["targets"] = [f"127.0.0.1:{proxy.port}"]
+        config_path = tmp_path / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(config))
         with open(tmp_path / "prometheus.log", "wb") as output:
             prometheus = subprocess.Popen(
-                [PROMETHEUS, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                [PROMETHEUS, f"--config.file={config_path}",
+                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                  f"--web.listen-address=127.0.0.1:{port}"],
                 stdout=output, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -370,6 +380,8 @@ def test_prometheus_scrapes_the_proxy(server, estimator, tmp_path):
             prometheus.terminate()
             prometheus.wait(20)
     assert sorted(found) == ["alpha", "beta"], (tmp_path / "prometheus.log").read_text()[-2000:]
+    labels = {r["metric"]["model"] for r in answer["data"]["result"]}
+    assert labels == {"smollm2-135m"}  # the shipped config's target label
     for name, value in found.items():
         assert value == pytest.approx(
             values[("entropy_sentinel_estimated_accuracy", ("slice", name))], rel=1e-9
