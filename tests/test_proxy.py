@@ -255,28 +255,27 @@ def test_eight_clients_two_slices_metrics_match_score(server, estimator, tmp_pat
 
 
 class Stub:
-    """A tiny upstream on 127.0.0.1: 500s with a body of its own, or answers too late."""
+    """A tiny upstream on 127.0.0.1: each path answers with a fixed status and body, after a
+    delay (a 500 of its own, or an answer too late)."""
 
     ERROR = b'{"error":{"code":500,"message":"out of memory (stub)","type":"server_error"}}'
 
-    def __init__(self, delay_s: float):
+    def __init__(self, answers: dict[str, tuple[int, bytes, float]]):
+        import asyncio
+
+        import uvicorn
         from starlette.applications import Starlette
         from starlette.responses import Response
         from starlette.routing import Route
 
-        async def failing(request):
-            return Response(self.ERROR, 500, media_type="application/json")
+        def route(path, status, body, delay_s):
+            async def answer(request):
+                await asyncio.sleep(delay_s)
+                return Response(body, status, media_type="application/json")
 
-        async def slow(request):
-            import asyncio
+            return Route(path, answer, methods=["POST"])
 
-            await asyncio.sleep(delay_s)
-            return Response(b'{"choices":[]}', media_type="application/json")
-
-        import uvicorn
-
-        app = Starlette(routes=[Route("/v1/chat/completions", failing, methods=["POST"]),
-                                Route("/v1/completions", slow, methods=["POST"])])  # fmt: skip
+        app = Starlette(routes=[route(path, *answer) for path, answer in answers.items()])
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
@@ -296,7 +295,11 @@ class Stub:
 
 def test_upstream_500_and_timeout_pass_through(estimator, tmp_path):
     args = ("--upstream-timeout", "1", "--slice-header", "X-Slice")
-    with Stub(delay_s=3) as stub, ProxyServer(stub.url, estimator, tmp_path / "f", *args) as proxy:
+    answers = {
+        "/v1/chat/completions": (500, Stub.ERROR, 0.0),
+        "/v1/completions": (200, b'{"choices":[]}', 3.0),
+    }
+    with Stub(answers) as stub, ProxyServer(stub.url, estimator, tmp_path / "f", *args) as proxy:
         client = httpx.Client(base_url=proxy.url, timeout=30)
         direct = httpx.post(f"{stub.url}/v1/chat/completions", json=chat("x"))
         failed = client.post("/v1/chat/completions", json=chat("x"), headers={"X-Slice": "s"})
@@ -315,6 +318,59 @@ def test_upstream_500_and_timeout_pass_through(estimator, tmp_path):
         # an error body is not scored: no window, and nothing scored
         assert not any(k[0] == "entropy_sentinel_estimated_accuracy" for k in values)
     assert proxy.stopped_cleanly()
+
+
+def test_scoring_failure_is_counted_never_returned(estimator, tmp_path):
+    """In process: an estimator that raises (the one thing mocked: a real one cannot be made
+    to fail on cue) costs the client nothing; then the feature log rotates, and ``score``
+    reads its files."""
+    from starlette.testclient import TestClient
+    from traffic_logs import synthetic_response
+
+    from entropy_sentinel.estimate.classifier import load_estimator
+    from entropy_sentinel.serve.proxy import ProxyConfig, build_app
+
+    rng = np.random.default_rng(3)
+    bodies = [synthetic_response(rng, 6, created=1_767_225_600 + n) for n in range(4)]
+    for n, body in enumerate(bodies):
+        body["id"] = f"chatcmpl-{n}"
+    est = load_estimator(estimator)
+    working = est.p_correct
+
+    def broken(rows):
+        raise RuntimeError("the estimator broke")
+
+    est.p_correct = broken
+    config = ProxyConfig(
+        upstream="http://unused", estimator=estimator, log_dir=tmp_path / "f", rotate_bytes=300
+    )
+    for n, body in enumerate(bodies):
+        answers = {"/v1/chat/completions": (200, json.dumps(body).encode(), 0.0)}
+        with Stub(answers) as stub:
+            config.upstream = stub.url
+            with TestClient(build_app(config, est)) as client:
+                sentinel = client.app.state.sentinel
+                reply = client.post("/v1/chat/completions", json=chat("x"))
+                assert reply.status_code == 200
+                assert reply.json()["choices"] == [
+                    {k: v for k, v in c.items() if k != "logprobs"} for c in body["choices"]
+                ]  # what the client asked for: no log-probs
+        # leaving the TestClient shut the app down: the queue was scored, the log closed
+        failures = sentinel.failures.labels("RuntimeError")._value.get()
+        scored = sentinel.scored.labels("all")._value.get()
+        assert (failures, scored) == ((1, 0) if n == 0 else (0, 1))
+        est.p_correct = working
+    files = sorted((tmp_path / "f").glob("features-*.jsonl"))
+    assert len(files) == 3  # each record passed 300 bytes: one file each, each with its header
+    run = subprocess.run(
+        [CLI, "score", *files, "--estimator", estimator, "--out", tmp_path / "s"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    scored = pd.read_parquet(tmp_path / "s" / "responses.parquet")
+    assert list(scored["id"]) == [b["id"] for b in bodies[1:]]
+    stored = [json.loads(f.read_text().splitlines()[1])["p"] for f in files]
+    np.testing.assert_allclose(scored["p_correct"], stored, rtol=1e-12)
 
 
 def test_cli_refuses_bad_proxy_arguments(estimator, tmp_path):
