@@ -442,3 +442,34 @@ def test_prometheus_scrapes_the_proxy(server, estimator, tmp_path):
         assert value == pytest.approx(
             values[("entropy_sentinel_estimated_accuracy", ("slice", name))], rel=1e-9
         )
+
+
+def test_legacy_completions_layout_is_gathered_and_cut():
+    """vLLM's legacy completions log-probs ({token: logprob} per step), streamed: gathered
+    into one response the scorer's parser reads, and cut to what the client asked for."""
+    from entropy_sentinel.serve.logs import response_batch
+    from entropy_sentinel.serve.proxy import _event, _Gathered, _split_events
+
+    rng = np.random.default_rng(1)
+    stream = b""
+    for step in range(3):
+        logp = np.sort(np.log(rng.dirichlet(np.ones(20))))[::-1]
+        top = {f"t{i}": float(v) for i, v in enumerate(logp)}
+        chunk = {"id": "cmpl-1", "created": 1, "choices": [{"index": 0, "text": f"t{step}",
+                 "logprobs": {"tokens": ["t0"], "token_logprobs": [float(logp[0])],
+                              "top_logprobs": [top]}, "finish_reason": None}]}  # fmt: skip
+        stream += b"data: " + json.dumps(chunk).encode() + b"\r\n\r\n"
+    stream += b"data: [DONE]\n\n"
+    gathered, out = _Gathered(), []
+    buffer = b""
+    for piece in (stream[i : i + 37] for i in range(0, len(stream), 37)):  # torn anywhere
+        *events, buffer = _split_events(buffer + piece)
+        out += [_event(event, gathered, (2, "completions")) for event in events]
+    assert buffer == b"" and out[-1] == b"data: [DONE]\n\n"
+    chunks = [json.loads(e[5:]) for e in out[:-1]]
+    assert [len(c["choices"][0]["logprobs"]["top_logprobs"][0]) for c in chunks] == [2, 2, 2]
+    assert list(chunks[0]["choices"][0]["logprobs"]["top_logprobs"][0]) == ["t0", "t1"]
+    response = gathered.response()
+    assert response["choices"][0]["text"] == "t0t1t2"
+    batch = response_batch([(response, "all", 1.0, "cmpl-1")], 20, "raw")
+    assert len(batch) == 1 and batch.topk.shape == (3, 20) and not batch.skipped

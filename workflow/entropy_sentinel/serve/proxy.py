@@ -236,10 +236,13 @@ class Sentinel:
         for reason, n in skipped.items():
             if n:
                 self.unscored.labels(reason).inc(n)
+        oldest = time.time() - self.config.window_s
         for slice_, when, row, truncated in rows:
             self.scored.labels(slice_).inc()
             for name in (slice_, "*"):
-                self.windows.setdefault(name, Window()).rows.append((when, row, truncated))
+                window = self.windows.setdefault(name, Window())
+                window.rows.append((when, row, truncated))
+                window.prune(oldest)  # memory: the window's responses, three numbers each
 
     def _score_batch(self, items: list[Pending]):
         """Features, p(correct) and row estimates of ``items`` (in a thread), written to the
@@ -414,7 +417,7 @@ class Sentinel:
             headers=_forward(request.headers),
             content=raw,
         )
-        labels = ("-", request.url.path, "false")
+        labels = ("-", "other", "false")  # not the path: clients choose it (label cardinality)
         try:
             upstream = await self.send(outgoing)
         except httpx.HTTPError as error:
