@@ -7,6 +7,8 @@
     entropy-sentinel monitor LOG.jsonl ... --estimator EST --window hour --min-accuracy 0.6 \\
         --max-drop 0.1 --out monitor/
     entropy-sentinel label scored/ --per-slice 20 --seed 0 --out labels.csv
+    entropy-sentinel proxy --upstream http://127.0.0.1:8080 --estimator EST \\
+        --slice-header X-Slice --listen 127.0.0.1:8787
 
 Exit status: 0 done; 2 bad input or usage (the message says what, where and the fix);
 3 ``monitor`` raised alerts (each also a JSON line on stderr and a record in alerts.json).
@@ -181,6 +183,50 @@ def build_parser() -> argparse.ArgumentParser:
     label.add_argument("--seed", type=int, default=0)
     label.add_argument("--out", type=Path, required=True, help="the CSV to write")
     label.add_argument("--force", action="store_true", help="overwrite an existing --out")
+
+    proxy = commands.add_parser(
+        "proxy",
+        help="an OpenAI-compatible pass-through that scores every response (/metrics)",
+    )
+    defaults = schema_defaults("proxy")  # the config's proxy: block
+    proxy.add_argument(
+        "--upstream", required=True, help="the server's URL, e.g. http://127.0.0.1:8080"
+    )
+    proxy.add_argument("--estimator", required=True, type=Path, help="a saved .skops estimator")
+    proxy.add_argument("--listen", default=defaults["listen"], help="HOST:PORT to listen on")
+    where = proxy.add_mutually_exclusive_group()
+    where.add_argument("--slice-header", help="the request header that names the slice")
+    where.add_argument(
+        "--slice-field", help="dotted path of the slice key in the request body (metadata.tenant)"
+    )
+    proxy.add_argument(
+        "--log-dir",
+        type=Path,
+        default=Path(defaults["log_dir"]),
+        help="folder of the rotating feature log (score and monitor read its files)",
+    )
+    proxy.add_argument(
+        "--window",
+        type=float,
+        default=defaults["window_s"],
+        help="seconds of the rolling window of the /metrics estimates",
+    )
+    proxy.add_argument(
+        "--rotate-mb", type=float, default=defaults["rotate_mb"], help="feature-log file size"
+    )
+    proxy.add_argument(
+        "--upstream-timeout",
+        type=float,
+        default=defaults["upstream_timeout_s"],
+        help="seconds of upstream silence before the proxy answers 504",
+    )
+    proxy.add_argument(
+        "--logprobs-mode",
+        choices=("raw", "processed"),
+        default=defaults["logprobs_mode"],
+        help="what the upstream's log-probs are (default: the estimator's; llama-server: raw, "
+        "vLLM: raw with --logprobs-mode raw_logprobs)",
+    )
     return parser
 
 
@@ -193,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
             return inspect_command(args)
         if args.command == "label":
             return label_command(args)
+        if args.command == "proxy":
+            return proxy_command(args)
         check_out(getattr(args, "out", None))  # before any work: a refusal costs nothing
         if args.command == "score":
             return score_command(args)
@@ -529,6 +577,36 @@ def _report_regimes(regimes: dict, under_shift: str | None) -> None:
             action = "withheld" if under_shift == "withhold" else "widened"
             print(f"regime: slice {name} is shifted: {'; '.join(reasons)}", file=sys.stderr)
             print(f"  its interval is {action} (see summary.json regime)", file=sys.stderr)
+
+
+def proxy_command(args) -> int:
+    import logging
+
+    from entropy_sentinel.serve.proxy import ProxyConfig, serve
+
+    host, sep, port = args.listen.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"--listen {args.listen!r}: write HOST:PORT, e.g. 127.0.0.1:8787")
+    if not args.upstream.startswith(("http://", "https://")):
+        raise ValueError(f"--upstream {args.upstream!r}: give a URL, e.g. http://127.0.0.1:8080")
+    for name in ("window", "rotate_mb", "upstream_timeout"):
+        if not getattr(args, name) > 0:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be > 0")
+    _estimator(args.estimator)  # a missing file: exit 2 before binding the port
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    config = ProxyConfig(
+        upstream=args.upstream,
+        estimator=args.estimator,
+        log_dir=args.log_dir,
+        slice_header=args.slice_header,
+        slice_field=args.slice_field,
+        window_s=args.window,
+        rotate_bytes=int(args.rotate_mb * (1 << 20)),
+        upstream_timeout_s=args.upstream_timeout,
+        logprobs_mode=args.logprobs_mode,
+    )
+    serve(config, args.listen)
+    return 0
 
 
 def _report_skipped(skipped: dict, skipped_at: dict, what: str = "responses") -> None:

@@ -202,6 +202,24 @@ def nothing_to_score(skipped: dict, skipped_at: dict, paths) -> str:
     return f"{names}: nothing left to score ({reasons}). First of each:\n{first}"
 
 
+def response_batch(
+    responses, k: int | None, logprobs_mode: str | None, source: str = "proxy"
+) -> LogprobBatch:
+    """A ``LogprobBatch`` of in-memory responses (the proxy's), each ``(response, slice, time,
+    id, settings)`` (settings: canonical JSON or None): parsed, checked and stacked as a log's
+    lines are; a bad one is counted and skipped."""
+    batch = _empty_batch(LogFormat(logprobs_mode=logprobs_mode), k)
+    kept = []
+    for number, (response, label, when, rid, settings) in enumerate(responses, 1):
+        try:
+            steps, finish, text = _response_steps(response, response, LogFormat())
+        except _Skip as skip:
+            batch.skip(skip.reason, f"{source}:{rid}: {skip.detail}")
+            continue
+        kept.append((number, label, when, finish, text, _id(rid), settings, steps))
+    return _stack_records(batch, kept, Path(source), k)
+
+
 def _empty_batch(fmt: LogFormat, k: int | None) -> LogprobBatch:
     return LogprobBatch(
         pd.DataFrame(), np.zeros(1, np.int64), np.zeros((0, k or 0)), np.zeros(0),

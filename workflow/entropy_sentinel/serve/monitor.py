@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
+from entropy_sentinel.serve.feature_log import is_feature_log, score_feature_log
 from entropy_sentinel.serve.logs import (
     BATCH_BYTES,
     EXAMPLES,
@@ -87,10 +88,19 @@ def score_logs(
         columns += ["settings", *estimator.regime_.support.columns]
     for path in paths:
         first: dict[str, list[str]] = {}  # the first few of each reason, per log
-        k = estimator.feature_spec_.k
-        for batch in iter_log(path, fmt, k, require_time=require_time, batch_bytes=batch_bytes):
-            if len(batch):
-                frames.append(score(estimator, batch, str(path))[columns].assign(log=str(path)))
+        if is_feature_log(path):  # the proxy's: features already computed
+            batches = [score_feature_log(estimator, Path(path))]
+        else:
+            k = estimator.feature_spec_.k
+            batches = (
+                (score(estimator, batch, str(path)) if len(batch) else None, batch)
+                for batch in iter_log(
+                    path, fmt, k, require_time=require_time, batch_bytes=batch_bytes
+                )
+            )
+        for scored, batch in batches:
+            if scored is not None and len(scored):
+                frames.append(scored[columns].assign(log=str(path)))
             for reason, count in batch.skipped.items():
                 skipped[reason] = skipped.get(reason, 0) + count
                 kept = first.setdefault(reason, [])
