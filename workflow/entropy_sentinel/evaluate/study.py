@@ -610,7 +610,7 @@ def recalibrate_command(args) -> None:
     table, long, extra = recalibrate_study(
         source, target, design, tuple(args.sizes), per_slice, args.seed, args.only, args.jobs
     )
-    stem = target / f"recalibrate-from-{source.name}"
+    stem = target / f"recalibrate-from-{source.name}{'-' + args.tag if args.tag else ''}"
     table.to_csv(stem.with_suffix(".csv"), index=False)
     long.to_csv(stem.parent / f"{stem.name}-slices.csv", index=False)
     protocol = {"sizes": list(args.sizes), "per_slice": list(per_slice), "seed": args.seed}
@@ -699,6 +699,7 @@ def main(argv: list[str] | None = None) -> None:
     recal.add_argument("--seed", type=int, default=0)
     recal.add_argument("--only", nargs="+", help="these slices only, of both (a quick run)")
     recal.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    recal.add_argument("--tag", default=None, help="suffix of the files written")
     recal.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "labels":

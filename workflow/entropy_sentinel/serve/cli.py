@@ -314,6 +314,7 @@ def recalibrate_command(args) -> int:
     from entropy_sentinel.evaluate.protocol import clean_features
     from entropy_sentinel.provenance import sha256_file
 
+    _skops_out(args.out)  # before loading the estimator: a refusal costs nothing
     estimator = _estimator(args.estimator)
     frame, spec, provenance, slice_by = _labelled_rows(args, args.logs, estimator)
     if all(path.suffix == ".parquet" for path in args.logs):  # graded rows, defined features
@@ -364,8 +365,7 @@ def _labelled_rows(args, paths: list[Path], estimator=None):
     """Labelled rows for `train` (``estimator`` None) or `recalibrate`: feature Parquet files
     (labels in `correct`) or traffic logs joined with --labels. Returns the rows, their feature
     spec, their provenance and the column of their slice."""
-    if args.out.suffix != ".skops" or args.out.is_dir():
-        raise ValueError(f"--out {args.out}: name a .skops file to write")
+    _skops_out(args.out)
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
@@ -376,6 +376,11 @@ def _labelled_rows(args, paths: list[Path], estimator=None):
             )
         return _parquet_rows(args, paths)
     return _log_rows(args, paths, estimator)
+
+
+def _skops_out(out: Path) -> None:
+    if out.suffix != ".skops" or out.is_dir():
+        raise ValueError(f"--out {out}: name a .skops file to write")
 
 
 def _parquet_rows(args, paths: list[Path]):
