@@ -191,6 +191,10 @@ def test_recalibrate_from_a_log_and_labels_on_the_command_line(tmp_path, capsys)
 
     assert regimes(est_path) == {"shifted"} and regimes(out) == {"same"}
 
+    assert main(["inspect", str(out)]) == 0
+    shown = capsys.readouterr().out
+    assert f"recalibrated   on {labelled.sum()} labelled rows of a, b" in shown
+
     refused = {
         "pass --labels": ["--estimator", est_path, *fmt, "--out", out],
         "both classes": ["--estimator", est_path, "--labels", tmp_path / "wrong.csv", *fmt,

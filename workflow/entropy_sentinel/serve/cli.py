@@ -520,6 +520,15 @@ def inspect_command(args) -> int:
         "trained on     "
         + ", ".join(f"{k}={v}" for k, v in provenance.items() if not isinstance(v, dict | list)),
     ]
+    recalibrated = provenance.get("recalibrated")
+    if recalibrated:
+        lines.append(
+            f"recalibrated   on {recalibrated['n_rows']} labelled rows of "
+            f"{', '.join(recalibrated['slices'] or ['one slice'])} (accuracy "
+            f"{recalibrated['accuracy']:.3f}) at {recalibrated['recalibrated_at']}: "
+            f"{_describe_readout(recalibrated['readout_before'])} -> "
+            f"{_describe_readout(recalibrated['readout'])}"
+        )
     print("\n".join(lines))
     return 0
 
