@@ -300,6 +300,50 @@ def test_monitor_alerts_on_a_drop(tmp_path, estimator):
     assert json.loads((tmp_path / "calm" / "alerts.json").read_text()) == []
 
 
+def test_labels_fold_into_slices_and_windows(tmp_path, estimator):
+    """score and monitor --labels: each slice (window) with 2+ labels gets PPI++ from them, the
+    label-free estimate beside it; ids not in the log are counted, never fatal."""
+    from entropy_sentinel.estimate.labels import slice_intervals
+
+    log = write_log(tmp_path / "traffic.jsonl", 120, seed=3, spacing_s=60)
+    scored = tmp_path / "scored"
+    run = run_cli("score", log, "--estimator", estimator, *WRAPPED, "--logprobs-mode", "raw",
+                  "--out", scored)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    responses = pd.read_parquet(scored / "responses.parquet")
+    picked = responses.groupby("slice").head(6).query("slice != 'c'")  # c: no labels
+    labels = pd.DataFrame({"id": picked["id"], "correct": np.arange(len(picked)) % 2})
+    labels = pd.concat([labels, pd.DataFrame({"id": ["nowhere"], "correct": [1]})])
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+
+    run = run_cli("score", log, "--estimator", estimator, *WRAPPED, "--logprobs-mode", "raw",
+                  "--labels", tmp_path / "labels.csv", "--out", tmp_path / "labelled")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "skipped labels: 1 unknown id" in run.stderr
+    slices = pd.read_csv(tmp_path / "labelled" / "slices.csv").set_index("slice")
+    plain = pd.read_csv(scored / "slices.csv").set_index("slice")
+    assert slices["n_labels"].to_dict() == {"a": 6, "b": 6, "c": 0, "*": 12}
+    expected = slice_intervals(responses, labels.iloc[:-1], alpha=0.1).set_index("slice")
+    for name in ("a", "b"):
+        np.testing.assert_allclose(
+            slices.loc[name, ["point", "low", "high"]].to_numpy(float),
+            expected.loc[name, ["point", "low", "high"]].to_numpy(float),
+        )
+    bounds = ["point", "low", "high"]
+    np.testing.assert_allclose(slices.loc["c", bounds].astype(float), plain.loc["c", bounds])
+    np.testing.assert_allclose(slices["label_free_point"], plain["point"])
+
+    out = tmp_path / "monitor"
+    run = run_cli("monitor", log, "--estimator", estimator, *WRAPPED, "--logprobs-mode", "raw",
+                  "--labels", tmp_path / "labels.csv", "--out", out)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    windows = pd.read_csv(out / "windows.csv")
+    assert windows.groupby("slice")["n_labels"].sum().to_dict() == {"*": 12, "a": 6, "b": 6, "c": 0}
+    labelled = windows[windows["n_labels"] >= 2]
+    assert len(labelled) and labelled["method"].str.startswith("ppi++").all()
+    assert windows.loc[windows["n_labels"] < 2, "method"].isna().all()
+
+
 def test_inspect_says_what_the_estimator_expects(estimator):
     run = run_cli("inspect", estimator)
     assert run.returncode == 0, run.stderr

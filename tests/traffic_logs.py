@@ -68,6 +68,7 @@ def write_log(
         for i in range(n):
             t = int(start + i * spacing_s)
             body = synthetic_response(rng, int(rng.integers(*steps)), k, created=t, spread=spread)
+            body["id"] = f"chatcmpl-{seed}-{i}"  # as servers do: one id per response
             record = {"time": t, "tenant": slices[i % len(slices)], "response": body}
             out.write(json.dumps(record) + "\n")
     return path

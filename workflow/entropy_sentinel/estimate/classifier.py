@@ -30,8 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sklearn
-from imblearn.over_sampling import RandomOverSampler
-from imblearn.pipeline import Pipeline as ImbPipeline
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.dummy import DummyClassifier
@@ -143,6 +141,10 @@ def make_pipeline(classifier: str, balance: bool, seed: int = 42):
     so any cross-validation around the pipeline resamples its training folds alone."""
     model = base_classifier(classifier, balance, seed)
     if balance and canonical_classifier(classifier) == "mlp":
+        # here: imbalanced-learn is slow to import; a model without it loads without it
+        from imblearn.over_sampling import RandomOverSampler
+        from imblearn.pipeline import Pipeline as ImbPipeline
+
         return ImbPipeline(
             [
                 ("scale", StandardScaler()),

@@ -58,7 +58,6 @@ from entropy_sentinel.features.entropy import (
     entropy_profile,
     stack_steps,
 )
-from entropy_sentinel.grading.extract import answer_start
 
 DISTRIBUTION_FEATURES = (
     "mean",
@@ -373,6 +372,8 @@ def answer_span(response: str, n_tokens: int) -> tuple[int, bool]:
     boundary on these models' output); it runs to the end, the end-of-turn token included. A
     response that states no answer gets its last ``TAIL_TOKENS`` steps.
     """
+    from entropy_sentinel.grading.extract import answer_start  # here: grading is slow to import
+
     start = answer_start(response) if response else None
     if start is None or n_tokens < 1:
         return min(TAIL_TOKENS, n_tokens), False

@@ -55,6 +55,15 @@ def _log_arguments(parser: argparse.ArgumentParser) -> None:
         "with the estimator's training settings (the regime check)",
     )
     parser.add_argument(
+        "--labels",
+        type=Path,
+        help="a CSV of id and correct (1/0; empty: not labelled) for some responses: each "
+        "slice's (window's) estimate becomes the prediction-powered one (PPI++) of its labels",
+    )
+    parser.add_argument(
+        "--label-field", default="correct", help="the labels CSV's column of 1/0 labels"
+    )
+    parser.add_argument(
         "--under-shift",
         choices=("widen", "withhold"),
         help="a shifted slice's interval: widened by what the shift cost on the testbed, or "
@@ -75,8 +84,8 @@ def _labelled_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--id-field",
-        help="logs: dotted path of each response's id, also the labels CSV's id column when it "
-        "has no `id` column; default: the response's own id",
+        help="logs: dotted path of each response's id, which the labels CSV's id column "
+        "holds; default: the response's own id",
     )
     parser.add_argument(
         "--label-field", default="correct", help="the labels CSV's column of 1/0 labels"
@@ -156,15 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
         "score", help="p(correct) per response and estimated accuracy per slice"
     )
     _log_arguments(score)
-    score.add_argument(
-        "--labels",
-        type=Path,
-        help="a CSV of id and correct (1/0; empty: not labelled) for some responses: each "
-        "slice's estimate becomes the prediction-powered one (PPI++) of its labels",
-    )
-    score.add_argument(
-        "--label-field", default="correct", help="the labels CSV's column of 1/0 labels"
-    )
     score.add_argument("--out", type=Path, help="write responses.parquet, slices.csv, summary.json")
 
     monitor = commands.add_parser(
@@ -475,15 +475,10 @@ def _log_rows(args, paths: list[Path], estimator=None):
 
 
 def _labels(args, known_ids):
-    """The labels CSV as id -> correct, its bad rows reported on stderr (never fatal)."""
-    import csv
-
+    """The labels CSV (its ``id`` column) as id -> correct; bad rows reported on stderr."""
     from entropy_sentinel.serve.labelling import read_labels
 
-    with args.labels.open(newline="", encoding="utf-8-sig") as handle:
-        header = next(csv.reader(handle), [])
-    id_column = "id" if "id" in header or not args.id_field else args.id_field
-    found = read_labels(args.labels, id_column, args.label_field, known_ids=known_ids)
+    found = read_labels(args.labels, "id", args.label_field, known_ids=known_ids)
     _report_skipped(found.skipped, found.skipped_at, what="labels")
     if not found.labels["correct"].notna().any():
         raise ValueError(f"{args.labels}: no labelled response (every correct cell is empty)")
@@ -546,7 +541,12 @@ def score_command(args) -> int:
 
     from entropy_sentinel.provenance import jsonable, now, sha256_file, write_json, write_parquet
     from entropy_sentinel.serve.monitor import score_logs
-    from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, SLICE_COLUMNS, slice_table
+    from entropy_sentinel.serve.scoring import (
+        RESPONSE_COLUMNS,
+        SLICE_COLUMNS,
+        slice_table,
+        with_labels,
+    )
 
     estimator = _estimator(args.estimator)
     skipped_at: dict[str, list[str]] = {}
@@ -554,7 +554,7 @@ def score_command(args) -> int:
     slices, regimes = slice_table(estimator, scored, args.under_shift)
     slices.insert(2, "n_labels", 0)
     if args.labels:
-        slices = _with_labels(slices, scored, _labels(args, scored["id"]))
+        slices = with_labels(slices, scored, _labels(args, scored["id"]))
     slices = slices[[*SLICE_COLUMNS, *(c for c in slices if c not in SLICE_COLUMNS)]]
     _report_skipped(skipped, skipped_at)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
@@ -610,6 +610,7 @@ def monitor_command(args) -> int:
         rules=AlertRules(args.min_accuracy, args.max_drop, args.min_responses),
         out_dir=args.out,
         under_shift=args.under_shift,
+        labels=(lambda ids: _labels(args, ids)) if args.labels else None,
     )
     summary = json.loads((args.out / "summary.json").read_text())
     _report_skipped(summary["skipped"], summary.get("skipped_at", {}))
@@ -617,36 +618,6 @@ def monitor_command(args) -> int:
     for line in alert_lines(alerts):
         print(line, file=sys.stderr)
     return EXIT_ALERT if alerts else 0
-
-
-def _with_labels(slices, scored, labels):
-    """Slices with labels get the PPI++ estimate and interval of their labels, with the
-    label-free one beside it (``label_free_*``); the others keep the label-free estimate."""
-    import pandas as pd
-
-    from entropy_sentinel.estimate.labels import slice_intervals
-
-    level = slices["level"].dropna()
-    alpha = 1 - float(level.iloc[0]) if len(level) else 0.1
-    everything = scored.assign(slice="*")
-    ppi = pd.concat(
-        [
-            slice_intervals(scored, labels, alpha=alpha),
-            slice_intervals(everything, labels, alpha=alpha),
-        ]
-    ).set_index("slice")
-    out = slices.set_index("slice")
-    for column in ("point", "low", "high"):
-        out[f"label_free_{column}"] = out[column]
-    out["n_labels"] = ppi["n_labels"]
-    out["method"] = ppi["method"]
-    labelled = ppi.index[ppi["method"].notna()]
-    out.loc[labelled, ["point", "low", "high"]] = ppi.loc[labelled, ["point", "low", "high"]]
-    out.loc[labelled, "covers"] = (
-        f"{level.iloc[0] if len(level) else 0.9:.0%} prediction-powered (PPI++) interval for the "
-        "slice's accuracy from its labelled responses and the estimator's predictions"
-    )
-    return out.reset_index()
 
 
 def _report_regimes(regimes: dict, under_shift: str | None) -> None:

@@ -29,7 +29,7 @@ from entropy_sentinel.serve.logs import (
     iter_log,
     nothing_to_score,
 )
-from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, score, slice_table
+from entropy_sentinel.serve.scoring import RESPONSE_COLUMNS, score, slice_table, with_labels
 
 WINDOWS = {"hour": "h", "day": "D"}
 
@@ -211,8 +211,10 @@ def run_monitor(
     rules: AlertRules,
     out_dir,
     under_shift: str | None = None,
+    labels=None,
 ) -> tuple[pd.DataFrame, list[dict]]:
-    """Score the logs, build the window table, find alerts and write every output."""
+    """Score the logs, build the window table, find alerts and write every output.
+    ``labels``: the scored ids -> their labels (id, correct), for PPI++ per window."""
     from entropy_sentinel.estimate.classifier import load_estimator
 
     estimator = load_estimator(estimator_path)
@@ -220,6 +222,11 @@ def run_monitor(
     scored, skipped = score_logs(estimator, logs, fmt, require_time=True, skipped_at=skipped_at)
     windows = window_table(estimator, scored, window, baseline)
     windows, regimes = with_regimes(estimator, scored, windows, under_shift)
+    if labels is not None:
+        windows.insert(windows.columns.get_loc("n") + 1, "n_labels", 0)
+        scored_windows = scored.assign(window_start=scored["time"].dt.floor(WINDOWS[window]))
+        found = labels(scored["id"])
+        windows = with_labels(windows, scored_windows, found, by=("slice", "window_start"))
     alerts = find_alerts(windows, rules)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -258,7 +265,7 @@ def run_monitor(
 # the window table's own columns; any other per-window field (a regime, a status) is shown
 # as a badge in a column of its own
 WINDOW_COLUMNS = (
-    "slice", "window_start", "n", "point", "low", "high", "level", "covers",
+    "slice", "window_start", "n", "n_labels", "point", "low", "high", "level", "covers",
     "baseline_point", "baseline_n", "drop",
 )  # fmt: skip
 

@@ -160,3 +160,35 @@ def slice_regime(estimator, group: pd.DataFrame) -> tuple[str, dict]:
     if "settings" in group and group["settings"].notna().all():
         served = [json.loads(text) for text in group["settings"].unique()]
     return estimator.regime_.check(group, served)
+
+
+def with_labels(
+    table: pd.DataFrame, scored: pd.DataFrame, labels: pd.DataFrame, by=("slice",)
+) -> pd.DataFrame:
+    """Rows of ``table`` (one per ``by`` group of ``scored``, slice ``*`` for all slices) with
+    labels (2 or more) get the PPI++ estimate and interval of their labels and predictions,
+    with the label-free one beside it (``label_free_*``); the others keep the label-free one."""
+    from entropy_sentinel.estimate.labels import slice_intervals
+
+    level = table["level"].dropna()
+    level = float(level.iloc[0]) if len(level) else 0.9
+    expanded = pd.concat([scored, scored.assign(slice="*")], ignore_index=True)
+
+    def key(frame: pd.DataFrame) -> pd.Series:
+        return frame[list(by)].astype(str).agg("\x1f".join, axis=1)
+
+    ppi = slice_intervals(expanded.assign(slice=key(expanded)), labels, alpha=1 - level)
+    ppi = ppi.set_index("slice").reindex(key(table))
+    out = table.copy()
+    for column in ("point", "low", "high"):
+        out[f"label_free_{column}"] = out[column]
+    out["n_labels"] = ppi["n_labels"].fillna(0).astype(int).to_numpy()
+    out["method"] = ppi["method"].to_numpy()
+    labelled = out["method"].notna().to_numpy()
+    for column in ("point", "low", "high"):
+        out.loc[labelled, column] = ppi[column].to_numpy()[labelled]
+    out.loc[labelled, "covers"] = (
+        f"{level:.0%} prediction-powered (PPI++) interval for the accuracy from its labelled "
+        "responses and the estimator's predictions of all of them"
+    )
+    return out
