@@ -447,6 +447,13 @@ class EntropySentinel(ClassifierMixin, BaseEstimator):
             return SliceEstimate(point, n=int(r.size))
         return SliceInterval.from_dict(self.interval_).around(point, int(r.size))
 
+    def recalibrate(self, X, y, slices=None, **options) -> EntropySentinel:
+        """A copy whose slice readout (ATC's threshold, or the line's intercept) is refitted on
+        labelled rows of a new regime, the classifier untouched: see estimate.recalibrate."""
+        from entropy_sentinel.estimate.recalibrate import recalibrate
+
+        return recalibrate(self, X, y, slices, **options)
+
     @classmethod
     def from_config(cls, cfg: dict[str, Any]) -> EntropySentinel:
         """An unfitted estimator from a validated config["estimator"] (the schema holds the

@@ -51,6 +51,7 @@ from entropy_sentinel.evaluate.protocol import (
     sampled_compositions,
     transfer_study,
 )
+from entropy_sentinel.evaluate.recalibrate_study import recalibrate_study
 from entropy_sentinel.features.compute import (
     ALL_FEATURES,
     ANSWER_FEATURES,
@@ -599,6 +600,25 @@ def labels_command(args) -> None:
     print(table.to_string(index=False))
 
 
+def recalibrate_command(args) -> None:
+    """`study recalibrate`: writes recalibrate-from-SOURCE in TARGET: the table (.csv), one
+    row per choice of labelled slices and other slice (-slices.csv), and the design (.json)."""
+    source, target = Path(args.source), Path(args.target)
+    overrides = parse_settings(args.set)
+    design = study_design(source, overrides)
+    per_slice = (None, *args.per_slice)
+    table, long, extra = recalibrate_study(
+        source, target, design, tuple(args.sizes), per_slice, args.seed, args.only, args.jobs
+    )
+    stem = target / f"recalibrate-from-{source.name}{'-' + args.tag if args.tag else ''}"
+    table.to_csv(stem.with_suffix(".csv"), index=False)
+    long.to_csv(stem.parent / f"{stem.name}-slices.csv", index=False)
+    protocol = {"sizes": list(args.sizes), "per_slice": list(per_slice), "seed": args.seed}
+    protocol |= {"only": args.only, "source": source.name, "target": target.name}
+    write_json({"estimator": design, "protocol": protocol, **extra}, stem.with_suffix(".json"))
+    print(table.to_string(index=False))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m entropy_sentinel.evaluate.study")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -662,9 +682,30 @@ def main(argv: list[str] | None = None) -> None:
     )
     labels.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     labels.add_argument("--jobs", type=int, default=2)
+    recal = sub.add_parser(
+        "recalibrate",
+        help="labels on m slices of TARGET refit the readout; the other slices estimated",
+    )
+    recal.add_argument("source", help="the study folder the estimator is trained on")
+    recal.add_argument("target", help="the study folder of the new regime")
+    recal.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 3])
+    recal.add_argument(
+        "--per-slice",
+        type=int,
+        nargs="*",
+        default=[20],
+        help="also label only this many rows per labelled slice (besides all of them)",
+    )
+    recal.add_argument("--seed", type=int, default=0)
+    recal.add_argument("--only", nargs="+", help="these slices only, of both (a quick run)")
+    recal.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    recal.add_argument("--tag", default=None, help="suffix of the files written")
+    recal.add_argument("--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "labels":
         labels_command(args)
+    elif args.command == "recalibrate":
+        recalibrate_command(args)
     elif args.command == "export":
         export_study(args.config, args.model, args.out, root=args.root, partial=args.partial)
         if args.readme:

@@ -9,6 +9,8 @@
     entropy-sentinel label scored/ --per-slice 20 --seed 0 --out labels.csv
     entropy-sentinel proxy --upstream http://127.0.0.1:8080 --estimator EST \\
         --slice-header X-Slice --listen 127.0.0.1:8787
+    entropy-sentinel recalibrate LOG.jsonl --estimator EST --labels labels.csv \\
+        --response-field response --slice-field tenant --out NEW.skops
 
 Exit status: 0 done; 2 bad input or usage (the message says what, where and the fix);
 3 ``monitor`` raised alerts (each also a JSON line on stderr and a record in alerts.json).
@@ -77,6 +79,30 @@ def _log_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _labelled_arguments(parser: argparse.ArgumentParser) -> None:
+    """How `train` and `recalibrate` read labelled logs: a labels CSV joined on ids."""
+    parser.add_argument(
+        "--labels", type=Path, help="logs: a CSV of id and correct (1/0) per response"
+    )
+    parser.add_argument(
+        "--id-field",
+        help="logs: dotted path of each response's id, which the labels CSV's id column "
+        "holds; default: the response's own id",
+    )
+    parser.add_argument(
+        "--label-field", default="correct", help="the labels CSV's column of 1/0 labels"
+    )
+    parser.add_argument(
+        "--response-field", help="logs: dotted path of the response; default: the line"
+    )
+    parser.add_argument(
+        "--request-field",
+        help="logs: dotted path of the logged request body; its generation settings are "
+        "recorded with the estimator for the regime check",
+    )
+    parser.add_argument("--logprobs-mode", choices=("raw", "processed"), help="logs: their kind")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="entropy-sentinel",
@@ -103,26 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "benchmark or domain column, or a log record's dotted path",
     )
     train.add_argument("--out", type=Path, required=True, help="the .skops file to write")
-    train.add_argument(
-        "--labels", type=Path, help="logs: a CSV of id and correct (1/0) per response"
-    )
-    train.add_argument(
-        "--id-field",
-        help="logs: dotted path of each response's id, which the labels CSV's id column "
-        "holds; default: the response's own id",
-    )
-    train.add_argument(
-        "--label-field", default="correct", help="the labels CSV's column of 1/0 labels"
-    )
-    train.add_argument(
-        "--response-field", help="logs: dotted path of the response; default: the line"
-    )
-    train.add_argument(
-        "--request-field",
-        help="logs: dotted path of the logged request body; its generation settings are "
-        "recorded with the estimator for the regime check",
-    )
-    train.add_argument("--logprobs-mode", choices=("raw", "processed"), help="logs: their kind")
+    _labelled_arguments(train)
     train.add_argument(
         "--set",
         action="append",
@@ -131,6 +138,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="an estimator setting of the config schema, e.g. --set classifier=logistic_regression",
     )
     train.add_argument("--jobs", type=int, default=1, help="parallel refits for the interval")
+
+    recal = commands.add_parser(
+        "recalibrate",
+        help="refit an estimator's readout (not its classifier) on labelled traffic of a new "
+        "regime; its other slices are then estimated label-free",
+    )
+    recal.add_argument(
+        "logs",
+        nargs="+",
+        type=Path,
+        help="JSONL traffic logs (with --labels), or feature Parquet files (labels in `correct`)",
+    )
+    recal.add_argument("--estimator", required=True, type=Path, help="the saved .skops estimator")
+    recal.add_argument(
+        "--slice-field",
+        help="the slice of each row (recorded): a log record's dotted path, or a Parquet's "
+        "benchmark or domain column; default: one slice (a Parquet: benchmark)",
+    )
+    recal.add_argument("--out", type=Path, required=True, help="the new .skops file to write")
+    _labelled_arguments(recal)
 
     inspect = commands.add_parser("inspect", help="what a saved estimator expects")
     inspect.add_argument("estimator", type=Path)
@@ -237,6 +264,8 @@ def main(argv: list[str] | None = None) -> int:
             return train_command(args)
         if args.command == "inspect":
             return inspect_command(args)
+        if args.command == "recalibrate":
+            return recalibrate_command(args)
         if args.command == "label":
             return label_command(args)
         if args.command == "proxy":
@@ -304,16 +333,8 @@ def train_command(args) -> int:
     from entropy_sentinel.config.loading import ConfigError, parse_settings, validate_section
     from entropy_sentinel.evaluate.protocol import DEPLOYED, clean_features, fit_deployed
 
-    if args.out.suffix != ".skops" or args.out.is_dir():
-        raise ValueError(f"--out {args.out}: name a .skops file to write")
     settings = parse_settings(args.set)
-    for path in args.features:
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file")
-    if all(path.suffix == ".parquet" for path in args.features):
-        frame, spec, provenance, slice_by = _parquet_rows(args)
-    else:
-        frame, spec, provenance, slice_by = _log_rows(args)
+    frame, spec, provenance, slice_by = _labelled_rows(args, args.features)
     rows, dropped = clean_features(frame)
     try:
         config = validate_section(
@@ -335,13 +356,82 @@ def train_command(args) -> int:
     return 0
 
 
+def recalibrate_command(args) -> int:
+    from entropy_sentinel.estimate.recalibrate import readout, recalibrate
+    from entropy_sentinel.estimate.regime import settings_from_generation
+    from entropy_sentinel.evaluate.protocol import clean_features
+    from entropy_sentinel.provenance import sha256_file
+
+    _skops_out(args.out)  # before loading the estimator: a refusal costs nothing
+    estimator = _estimator(args.estimator)
+    frame, spec, provenance, slice_by = _labelled_rows(args, args.logs, estimator)
+    if all(path.suffix == ".parquet" for path in args.logs):  # graded rows, defined features
+        frame, _ = clean_features(frame)
+    rows = frame[frame["correct"].notna()]
+    if not len(rows):
+        raise ValueError(f"{args.labels or args.logs[0]}: no labelled response to recalibrate on")
+    settings = provenance.pop("settings", None) or settings_from_generation(
+        provenance.get("generation")
+    )
+    provenance["estimator"] = {str(args.estimator): sha256_file(args.estimator)}
+    new = recalibrate(
+        estimator,
+        rows,
+        rows["correct"].to_numpy(dtype=int),
+        rows[slice_by].astype(str).to_numpy(),
+        settings=settings,
+        spec=spec,
+        provenance=provenance,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    new.save(args.out)
+    record = new.provenance_["recalibrated"]
+    print(
+        f"recalibrated on {record['n_rows']} labelled rows of {len(record['slices'])} slices "
+        f"(accuracy {record['accuracy']:.3f}; the estimator read {record['estimate_before']:.3f})"
+        f"; wrote {args.out}\nreadout: {_describe_readout(readout(estimator))} -> "
+        f"{_describe_readout(readout(new))} (the classifier is unchanged)\n"
+        f"settings: {_describe_settings(settings)}"
+    )
+    return 0
+
+
+def _describe_readout(readout: dict) -> str:
+    if "atc_threshold" in readout:
+        return f"ATC threshold {readout['atc_threshold']['t']:.4f}"
+    a, b = readout["slice_map"]
+    return f"{a:+.4f} + {b:.4f} * p"
+
+
 def _describe_settings(settings: dict | None) -> str:
     if not settings:
         return "unrecorded (the regime check compares features only; slices are never `same`)"
     return ", ".join(f"{k}={v}" for k, v in settings.items() if v is not None)
 
 
-def _parquet_rows(args):
+def _labelled_rows(args, paths: list[Path], estimator=None):
+    """Labelled rows for `train` (``estimator`` None) or `recalibrate`: feature Parquet files
+    (labels in `correct`) or traffic logs joined with --labels. Returns the rows, their feature
+    spec, their provenance and the column of their slice."""
+    _skops_out(args.out)
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+    if all(path.suffix == ".parquet" for path in paths):
+        if args.labels is not None:
+            raise ValueError(
+                "--labels is for traffic logs: a feature Parquet carries its labels in `correct`"
+            )
+        return _parquet_rows(args, paths)
+    return _log_rows(args, paths, estimator)
+
+
+def _skops_out(out: Path) -> None:
+    if out.suffix != ".skops" or out.is_dir():
+        raise ValueError(f"--out {out}: name a .skops file to write")
+
+
+def _parquet_rows(args, paths: list[Path]):
     """Feature Parquet files of the workflow or a study export: rows, spec, provenance."""
     import pandas as pd
 
@@ -349,31 +439,31 @@ def _parquet_rows(args):
     from entropy_sentinel.features.compute import read_feature_spec
     from entropy_sentinel.provenance import read_provenance, sha256_file
 
-    frame = pd.concat([pd.read_parquet(p) for p in args.features], ignore_index=True)
-    if args.slice_field not in SLICE_BY:
+    frame = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    slice_field = args.slice_field or "benchmark"
+    if slice_field not in SLICE_BY:
         raise ValueError(
-            f"--slice-field {args.slice_field}: a feature Parquet is sliced by "
+            f"--slice-field {slice_field}: a feature Parquet is sliced by "
             f"{' or '.join(SLICE_BY[:2])}"
         )
-    for column in ("correct", args.slice_field):
+    for column in ("correct", slice_field):
         if column not in frame:
             raise ValueError(
-                f"{args.features[0]}: no column {column!r} (a feature Parquet of "
+                f"{paths[0]}: no column {column!r} (a feature Parquet of "
                 "the workflow's features rule or of a study export has it)"
             )
-    generation = [
-        read_provenance(p).get("generation") or _study_generation(p) for p in args.features
-    ]
+    generation = [read_provenance(p).get("generation") or _study_generation(p) for p in paths]
     provenance = {
-        "features": {str(p): sha256_file(p) for p in args.features},
+        "features": {str(p): sha256_file(p) for p in paths},
         "generation": next((g for g in generation if g), None),
     }
-    return frame, read_feature_spec(args.features), provenance, args.slice_field
+    return frame, read_feature_spec(paths), provenance, slice_field
 
 
-def _log_rows(args):
+def _log_rows(args, paths: list[Path], estimator=None):
     """Traffic logs joined with a labels CSV: the features of every labelled response (all of
-    them, as at training in the workflow), its slice, and the settings of its requests."""
+    them, as at training in the workflow; with ``estimator``, its features as it scores them),
+    its slice, and the settings of its requests."""
     import pandas as pd
 
     from entropy_sentinel.features.compute import FeatureSpec
@@ -393,31 +483,43 @@ def _log_rows(args):
         request_field=args.request_field,
         logprobs_mode=args.logprobs_mode,
     )
-    frames, specs = [], set()
-    for path in args.features:
-        batch = read_log(path, fmt, None)
-        spec = FeatureSpec(k=batch.k, logprobs_mode=batch.logprobs_mode)
-        specs.add(json.dumps(spec.as_dict(), sort_keys=True))
-        features = batch_features(batch, spec, answer=True)
-        frames.append(pd.concat([batch.meta.reset_index(drop=True), features], axis=1))
-    if len(specs) > 1:
-        raise ValueError(f"the logs differ in top-k width or log-prob kind: {sorted(specs)}")
-    frame = pd.concat(frames, ignore_index=True)
+    if estimator is not None:  # its width and log-prob kind, checked as `score` checks them
+        from entropy_sentinel.estimate.classifier import feature_names
+        from entropy_sentinel.features.compute import FEATURE_NAMES
+        from entropy_sentinel.serve.monitor import score_logs
+
+        keep = ("settings", *(feature_names(estimator.features) or FEATURE_NAMES))
+        skipped_at: dict[str, list[str]] = {}
+        frame, skipped = score_logs(estimator, paths, fmt, skipped_at=skipped_at, keep=keep)
+        _report_skipped(skipped, skipped_at)
+        spec = estimator.feature_spec_
+    else:
+        frames, specs = [], set()
+        for path in paths:
+            batch = read_log(path, fmt, None)
+            spec = FeatureSpec(k=batch.k, logprobs_mode=batch.logprobs_mode)
+            specs.add(json.dumps(spec.as_dict(), sort_keys=True))
+            features = batch_features(batch, spec, answer=True)
+            frames.append(pd.concat([batch.meta.reset_index(drop=True), features], axis=1))
+        if len(specs) > 1:
+            raise ValueError(f"the logs differ in top-k width or log-prob kind: {sorted(specs)}")
+        frame = pd.concat(frames, ignore_index=True)
+        spec = FeatureSpec.from_dict(json.loads(specs.pop()))
     labels = _labels(args, frame["id"])
     frame = frame.merge(labels, on="id", how="left")
     distinct = frame.loc[frame["correct"].notna(), "settings"].dropna().unique()
     provenance = {
-        "logs": {str(p): sha256_file(p) for p in args.features},
+        "logs": {str(p): sha256_file(p) for p in paths},
         "labels": {str(args.labels): sha256_file(args.labels)},
         "settings": json.loads(distinct[0]) if len(distinct) == 1 else None,
     }
     if len(distinct) > 1:
         print(
-            f"train: the labelled responses were made with {len(distinct)} different generation "
-            "settings; none is recorded (the regime check compares features only)",
+            f"{args.command}: the labelled responses were made with {len(distinct)} different "
+            "generation settings; none is recorded (the regime check compares features only)",
             file=sys.stderr,
         )
-    return frame, FeatureSpec.from_dict(json.loads(specs.pop())), provenance, "slice"
+    return frame, spec, provenance, "slice"
 
 
 def _labels(args, known_ids):
@@ -461,6 +563,15 @@ def inspect_command(args) -> int:
         "trained on     "
         + ", ".join(f"{k}={v}" for k, v in provenance.items() if not isinstance(v, dict | list)),
     ]
+    recalibrated = provenance.get("recalibrated")
+    if recalibrated:
+        lines.append(
+            f"recalibrated   on {recalibrated['n_rows']} labelled rows of "
+            f"{', '.join(recalibrated['slices'] or ['one slice'])} (accuracy "
+            f"{recalibrated['accuracy']:.3f}) at {recalibrated['recalibrated_at']}: "
+            f"{_describe_readout(recalibrated['readout_before'])} -> "
+            f"{_describe_readout(recalibrated['readout'])}"
+        )
     print("\n".join(lines))
     return 0
 

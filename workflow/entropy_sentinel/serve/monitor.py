@@ -76,9 +76,11 @@ def score_logs(
     require_time: bool = False,
     skipped_at: dict | None = None,
     batch_bytes: int | None = BATCH_BYTES,
+    keep: tuple[str, ...] = (),
 ) -> tuple[pd.DataFrame, dict]:
-    """Scored responses of every log (``RESPONSE_COLUMNS``) and the skipped counts; the first
-    ``file:line`` of each reason go to ``skipped_at``. Refused only when nothing is left.
+    """Scored responses of every log (``RESPONSE_COLUMNS``, and the columns of ``keep``) and
+    the skipped counts; the first ``file:line`` of each reason go to ``skipped_at``. Refused
+    only when nothing is left.
 
     Logs are read and scored in bounded batches (``iter_log``): only each response's outputs
     are kept, never the log-probs of the whole log, so memory stays flat in the log's size."""
@@ -86,6 +88,7 @@ def score_logs(
     columns = [c for c in RESPONSE_COLUMNS if c != "log"]
     if estimator.regime_ is not None:  # what the regime check reads: settings and features
         columns += ["settings", *estimator.regime_.support.columns]
+    columns += [c for c in keep if c not in columns]
     for path in paths:
         first: dict[str, list[str]] = {}  # the first few of each reason, per log
         if is_feature_log(path):  # the proxy's: features already computed
