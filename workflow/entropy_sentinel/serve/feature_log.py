@@ -96,15 +96,20 @@ def records(scored: pd.DataFrame, names, settings: list[dict]) -> list[dict]:
 
 
 def is_feature_log(path: str | Path) -> bool:
-    """Whether ``path`` is a feature log (its first line is a feature-log header)."""
+    """Whether ``path`` is a feature log (its first line is a feature-log header, which
+    ``FeatureLog`` writes with ``feature_log`` as its first key)."""
     path = Path(path)
     if path.suffix != ".jsonl" or not path.is_file():
         return False
     with open(path, "rb") as lines:
+        start = lines.read(64)
+    if not start.replace(b" ", b"").startswith(b'{"feature_log":'):
+        return False  # any other log, however malformed its first line
+    with open(path, "rb") as lines:
         first = lines.readline()
     try:
         return isinstance(head := json.loads(first), dict) and "feature_log" in head
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
 
 
