@@ -157,7 +157,13 @@ def test_non_streaming_chat_and_completions(server, estimator, tmp_path):
     for record in records:
         assert record["slice"] == "all" and 0 <= record["p"] <= 1 and len(record["features"]) == 17
         assert record["settings"]["max_tokens"] in (12, 16) and record["settings"]["seed"] == 7
-        assert "logprobs" not in json.dumps(record)  # no log-probs are stored
+        # no log-probs are stored: only numbers and the settings, whose top_logprobs is the
+        # width the upstream was asked for (what the regime check compares)
+        assert set(record) == {"id", "time", "slice", "settings", "n_tokens", "finish_reason",
+                               "features", "p"}  # fmt: skip
+        assert record["settings"]["top_logprobs"] == 20
+        assert all(isinstance(v, float) for v in record["features"].values())
+        assert '"logprobs"' not in json.dumps(record) and "token" not in record["settings"]
 
 
 @needs_server
@@ -471,5 +477,66 @@ def test_legacy_completions_layout_is_gathered_and_cut():
     assert list(chunks[0]["choices"][0]["logprobs"]["top_logprobs"][0]) == ["t0", "t1"]
     response = gathered.response()
     assert response["choices"][0]["text"] == "t0t1t2"
-    batch = response_batch([(response, "all", 1.0, "cmpl-1")], 20, "raw")
+    batch = response_batch([(response, "all", 1.0, "cmpl-1", None)], 20, "raw")
     assert len(batch) == 1 and batch.topk.shape == (3, 20) and not batch.skipped
+
+
+def test_the_window_regime_widens_metrics_of_traffic_unlike_the_training_rows(estimator, tmp_path):
+    """/metrics under the regime check: requests whose settings differ from those recorded with
+    the estimator make their slice `shifted`, and its interval wider by widen_by than the
+    label-free one; requests made like the training rows leave it `same` and unchanged. The
+    upstream is a stub answering synthetic llama-server responses (no model needed)."""
+    from starlette.testclient import TestClient
+    from traffic_logs import synthetic_response, write_log
+
+    from entropy_sentinel.estimate.classifier import load_estimator
+    from entropy_sentinel.estimate.intervals import SliceInterval
+    from entropy_sentinel.estimate.regime import (
+        FeatureSupport,
+        TrainingRegime,
+        settings_from_request,
+    )
+    from entropy_sentinel.features.compute import FEATURE_NAMES, FeatureSpec
+    from entropy_sentinel.serve.logs import LogFormat, read_log
+    from entropy_sentinel.serve.proxy import ProxyConfig, build_app
+    from entropy_sentinel.serve.scoring import batch_features
+
+    est = load_estimator(estimator)
+    log = write_log(tmp_path / "train.jsonl", 90, seed=5)
+    rows = batch_features(read_log(log, LogFormat(response_field="response"), 20), FeatureSpec())
+    support = FeatureSupport.fit(rows, np.arange(90) % 3, list(FEATURE_NAMES), min_rows=20)
+    trained = chat("x", temperature=0.7)
+    settings = settings_from_request(trained) | {"top_logprobs": 20.0}
+    regime = TrainingRegime(settings, support, "widen", 0.05)
+    est.deploy(SliceInterval.from_dict(est.interval_), None, regime)
+    rng = np.random.default_rng(4)
+    config = ProxyConfig(upstream="http://unused", estimator=estimator, log_dir=tmp_path / "f",
+                         slice_header="X-Slice")  # fmt: skip
+    metrics = {}
+    for name, body in (("same", trained), ("other", chat("x", temperature=0.1))):
+        answer = synthetic_response(rng, 8, created=1_767_225_600)
+        with Stub({"/v1/chat/completions": (200, json.dumps(answer).encode(), 0.0)}) as stub:
+            config.upstream = stub.url
+            with TestClient(build_app(config, est)) as client:
+                for _ in range(3):
+                    reply = client.post("/v1/chat/completions", json=body,
+                                        headers={"X-Slice": name})  # fmt: skip
+                    assert reply.status_code == 200
+                sentinel = client.app.state.sentinel
+                deadline = time.time() + 30
+                while sentinel.scored.labels(name)._value.get() < 3 and time.time() < deadline:
+                    time.sleep(0.1)
+                text = client.get("/metrics").text
+                for family in text_string_to_metric_families(text):
+                    for sample in family.samples:
+                        if sample.labels.get("slice") == name:
+                            metrics[(sample.name, name, sample.labels.get("regime"))] = sample.value
+        window = sentinel.windows[name]
+        plain = est.estimate_from_rows([row for _, row, _, _ in window.rows])
+        metrics[("plain", name)] = plain
+    assert metrics[("entropy_sentinel_regime", "same", "same")] == 1
+    assert metrics[("entropy_sentinel_regime", "other", "shifted")] == 1
+    same, other = metrics[("plain", "same")], metrics[("plain", "other")]
+    low = "entropy_sentinel_estimated_accuracy_low"
+    assert metrics[(low, "same", None)] == pytest.approx(same.low)
+    assert metrics[(low, "other", None)] == pytest.approx(max(0.0, other.low - 0.05))

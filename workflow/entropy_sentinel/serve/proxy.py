@@ -487,11 +487,12 @@ class _WindowCollector:
             window.prune(oldest)
             n = len(window.rows)
             families["window_responses"].add_metric([name], n)
+            if n:
+                estimate = s.estimator.estimate_from_rows([row for _, row, _, _ in window.rows])
+                estimate = s.window_regime(name, window, estimate.as_dict())
             regime.add_metric([name, s.regimes.get(name, UNKNOWN_REGIME)], 1)
             if not n:
                 continue
-            estimate = s.estimator.estimate_from_rows([row for _, row, _, _ in window.rows])
-            estimate = s.window_regime(name, window, estimate.as_dict())
             families["estimated_accuracy"].add_metric([name], estimate["point"])
             families["estimated_accuracy_low"].add_metric([name], estimate["low"])
             families["estimated_accuracy_high"].add_metric([name], estimate["high"])
