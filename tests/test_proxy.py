@@ -540,3 +540,48 @@ def test_the_window_regime_widens_metrics_of_traffic_unlike_the_training_rows(es
     low = "entropy_sentinel_estimated_accuracy_low"
     assert metrics[(low, "same", None)] == pytest.approx(same.low)
     assert metrics[(low, "other", None)] == pytest.approx(max(0.0, other.low - 0.05))
+
+
+def test_train_reads_the_proxys_feature_log(tmp_path):
+    """`train` on a feature log and a labels CSV: the proxy's features as stored, its header's
+    feature spec and each request's settings recorded; features the log lacks are refused."""
+    from traffic_logs import write_log
+
+    from entropy_sentinel.features.compute import FeatureSpec
+    from entropy_sentinel.serve.feature_log import VERSION
+    from entropy_sentinel.serve.logs import LogFormat, read_log
+    from entropy_sentinel.serve.scoring import batch_features
+
+    traffic = write_log(tmp_path / "t.jsonl", 90, seed=8)
+    batch = read_log(traffic, LogFormat("response", "tenant"), 20)
+    features = batch_features(batch, FeatureSpec())
+    rng = np.random.default_rng(0)
+    correct = rng.random(90) < 1 / (1 + np.exp(-(6 - 3 * features["mean"])))
+    settings = {"temperature": 0.7, "top_p": 1.0, "top_logprobs": 20.0, "endpoint": "chat"}
+    log = tmp_path / "features-0.jsonl"
+    with open(log, "w") as out:
+        spec = FeatureSpec(k=20, logprobs_mode="raw").as_dict()
+        out.write(json.dumps({"feature_log": VERSION, "feature_spec": spec}) + "\n")
+        for i, row in features.iterrows():
+            record = {"id": f"r{i}", "time": 1_767_225_600 + i, "slice": batch.meta["slice"][i],
+                      "settings": settings, "n_tokens": 8, "finish_reason": "stop",
+                      "features": row.to_dict(), "p": 0.5}  # fmt: skip
+            out.write(json.dumps(record) + "\n")
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"id": [f"r{i}" for i in range(90)], "correct": correct.astype(int)}).to_csv(
+        labels, index=False
+    )
+    est = tmp_path / "est.skops"
+
+    def train(*extra):
+        return subprocess.run([CLI, "train", log, "--labels", labels, "--out", est, *extra],
+                              capture_output=True, text=True)  # fmt: skip
+
+    refused = train()  # the default design needs the answer features, which this log lacks
+    assert refused.returncode == 2 and "answer_stated" in refused.stderr
+    run = train("--set", "features=3D")
+    assert run.returncode == 0, run.stderr
+    assert "trained on 90 rows of 3 slices" in run.stdout and "temperature=0.7" in run.stdout
+    meta = json.loads(subprocess.run([CLI, "inspect", est, "--json"], capture_output=True,
+                                     text=True, check=True).stdout)  # fmt: skip
+    assert meta["feature_spec"]["k"] == 20 and meta["regime"]["settings"]["top_p"] == 1.0

@@ -331,6 +331,7 @@ def _format(args):
 
 def train_command(args) -> int:
     from entropy_sentinel.config.loading import ConfigError, parse_settings, validate_section
+    from entropy_sentinel.estimate.classifier import feature_names
     from entropy_sentinel.evaluate.protocol import DEPLOYED, clean_features, fit_deployed
 
     settings = parse_settings(args.set)
@@ -343,6 +344,13 @@ def train_command(args) -> int:
     except ConfigError as error:
         raise ValueError(f"--set: {error}") from None
     provenance = {**provenance, **dropped.as_dict()}
+    missing = [c for c in feature_names(config["features"]) or () if c not in rows]
+    if missing:
+        raise ValueError(
+            f"{args.features[0]}: no feature columns {missing} for features={config['features']}; "
+            "choose features the rows hold (--set features=17D), or log them (a proxy feature "
+            "log holds those of the proxy's estimator)"
+        )
     panel, estimator = fit_deployed(rows, slice_by, config, spec, provenance, args.jobs)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     estimator.save(args.out)
@@ -468,6 +476,7 @@ def _log_rows(args, paths: list[Path], estimator=None):
 
     from entropy_sentinel.features.compute import FeatureSpec
     from entropy_sentinel.provenance import sha256_file
+    from entropy_sentinel.serve.feature_log import is_feature_log, read_feature_log
     from entropy_sentinel.serve.logs import LogFormat, read_log
     from entropy_sentinel.serve.scoring import batch_features
 
@@ -496,11 +505,16 @@ def _log_rows(args, paths: list[Path], estimator=None):
     else:
         frames, specs = [], set()
         for path in paths:
-            batch = read_log(path, fmt, None)
-            spec = FeatureSpec(k=batch.k, logprobs_mode=batch.logprobs_mode)
+            if is_feature_log(path):  # the proxy's: its features, as the proxy computed them
+                header, meta, features, batch = read_feature_log(path)
+                spec = FeatureSpec.from_dict(header["feature_spec"])
+                _report_skipped(batch.skipped, batch.skipped_at)
+            else:
+                batch = read_log(path, fmt, None)
+                spec = FeatureSpec(k=batch.k, logprobs_mode=batch.logprobs_mode)
+                features, meta = batch_features(batch, spec, answer=True), batch.meta
             specs.add(json.dumps(spec.as_dict(), sort_keys=True))
-            features = batch_features(batch, spec, answer=True)
-            frames.append(pd.concat([batch.meta.reset_index(drop=True), features], axis=1))
+            frames.append(pd.concat([meta.reset_index(drop=True), features], axis=1))
         if len(specs) > 1:
             raise ValueError(f"the logs differ in top-k width or log-prob kind: {sorted(specs)}")
         frame = pd.concat(frames, ignore_index=True)

@@ -113,10 +113,9 @@ def is_feature_log(path: str | Path) -> bool:
         return False
 
 
-def score_feature_log(estimator, path: Path) -> tuple[pd.DataFrame, LogprobBatch]:
-    """The responses of a feature log, scored as ``scoring.score`` scores a traffic log (the
-    meta columns, the features, ``p_correct`` and ``row_estimate``), and an empty batch whose
-    ``skipped`` counts the bad lines by reason, with the first ``file:line`` of each."""
+def read_feature_log(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame, LogprobBatch]:
+    """A feature log's header, its records' meta columns and features (one row each), and an
+    empty batch whose ``skipped`` counts the bad lines by reason, with their first lines."""
     batch = LogprobBatch(pd.DataFrame(), *([None] * 4), None, None)
     rows = []
     header = None
@@ -127,16 +126,29 @@ def score_feature_log(estimator, path: Path) -> tuple[pd.DataFrame, LogprobBatch
             try:
                 record = _parse_line(raw)
                 if "feature_log" in record:
-                    header = _check_header(estimator, record, path, number)
+                    header = _check_version(record, path, number)
                     continue
                 rows.append(_row(record, number))
             except _Skip as skip:
                 batch.skip(skip.reason, f"{path}:{number}: {skip.detail}")
     if header is None:
         raise TrafficError(f"{path}: no feature-log header line; is it a proxy feature log?")
-    names = list(feature_names(estimator.features) or FEATURE_NAMES)
     frame = pd.DataFrame(rows, columns=[*META_COLUMNS, "features"])
-    features = pd.DataFrame(list(frame.pop("features")), index=frame.index)
+    features = pd.DataFrame(list(frame.pop("features")), index=frame.index).astype(np.float64)
+    frame["time"] = pd.to_datetime(frame["time"].astype(np.float64), unit="s", utc=True)
+    return header, frame, features, batch
+
+
+def score_feature_log(estimator, path: Path) -> tuple[pd.DataFrame, LogprobBatch]:
+    """The responses of a feature log, scored as ``scoring.score`` scores a traffic log (the
+    meta columns, the features, ``p_correct`` and ``row_estimate``), and an empty batch whose
+    ``skipped`` counts the bad lines by reason, with the first ``file:line`` of each."""
+    header, frame, features, batch = read_feature_log(path)
+    try:
+        estimator.check_spec(header.get("feature_spec"))
+    except ValueError as error:
+        raise TrafficError(f"{path}:1: {error}") from None
+    names = list(feature_names(estimator.features) or FEATURE_NAMES)
     missing = sorted(set(names) - set(features.columns))
     if len(frame) and missing:
         needs_answer = set(missing) & set(ANSWER_FEATURES)
@@ -144,26 +156,21 @@ def score_feature_log(estimator, path: Path) -> tuple[pd.DataFrame, LogprobBatch
             f"{path}: the estimator needs features {missing} that the log does not hold"
             + (" (the answer features: run the proxy with this estimator)" if needs_answer else "")
         )
-    features = features.reindex(columns=names).astype(np.float64)
+    features = features.reindex(columns=names)
     defined = np.isfinite(features.to_numpy()).all(axis=1)
     batch.skipped["undefined features"] = int((~defined).sum())
-    frame["time"] = pd.to_datetime(frame["time"].astype(np.float64), unit="s", utc=True)
     scored = pd.concat([frame, features], axis=1)[defined].reset_index(drop=True)
     scored["p_correct"] = estimator.p_correct(scored[names]) if len(scored) else []
     scored["row_estimate"] = estimator.row_estimates(scored[names]) if len(scored) else []
     return scored, batch
 
 
-def _check_header(estimator, header: dict, path: Path, number: int) -> dict:
+def _check_version(header: dict, path: Path, number: int) -> dict:
     if header.get("feature_log") != VERSION:
         raise TrafficError(
             f"{path}:{number}: feature log version {header.get('feature_log')!r}; this "
             f"entropy-sentinel reads version {VERSION}"
         )
-    try:
-        estimator.check_spec(header.get("feature_spec"))
-    except ValueError as error:
-        raise TrafficError(f"{path}:{number}: {error}") from None
     return header
 
 
