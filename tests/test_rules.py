@@ -30,7 +30,7 @@ def test_every_rule_has_log_and_benchmark_named_after_it():
         benchmark = re.search(r"\n    benchmark:\n        \"(.+)\"", body)
         assert benchmark, f"rule {name} has no benchmark:"
         # resource_usage_markdown names a row by the first part of the path
-        assert re.match(rf"benchmarks/{name}(/|\.tsv$)", benchmark.group(1)), name
+        assert re.match(rf"timings/{name}(/|\.tsv$)", benchmark.group(1)), name
 
 
 def write_benchmark(path: Path, seconds: float, rss_mb: float) -> None:
@@ -40,7 +40,7 @@ def write_benchmark(path: Path, seconds: float, rss_mb: float) -> None:
 
 
 def test_resource_usage_table_per_rule(tmp_path):
-    root = tmp_path / "benchmarks"
+    root = tmp_path / "timings"
     write_benchmark(root / "generate" / "m" / "b" / "shard-0.tsv", 30.0, 1500.5)
     write_benchmark(root / "generate" / "m" / "b" / "shard-1.tsv", 12.5, 1700.2)
     write_benchmark(root / "grade" / "m" / "b.tsv", 2.0, 300.0)
@@ -55,7 +55,7 @@ def test_resource_usage_table_per_rule(tmp_path):
 
 
 def test_no_measurements_no_table(tmp_path):
-    assert resource_usage_markdown(tmp_path / "benchmarks") == ""
+    assert resource_usage_markdown(tmp_path / "timings") == ""
 
 
 SCRIPTS = sorted((REPO / "workflow" / "scripts").glob("*.py"))

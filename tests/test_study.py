@@ -119,11 +119,11 @@ def test_export_writes_a_compact_study(tmp_path):
         feats = feats.assign(item_id=ids, benchmark=name, correct=grades["correct"], n_tokens=10)
         spec = {"feature_spec": {"k": 20, "logprobs_mode": "raw"}}
         write_parquet(feats, tmp_path / f"results/features/m/{name}.parquet", spec)
-        tsv = tmp_path / f"benchmarks/generate/m/{name}/shard-0.tsv"
+        tsv = tmp_path / f"timings/generate/m/{name}/shard-0.tsv"
         tsv.parent.mkdir(parents=True)
         tsv.write_text("s\th:m:s\n20.0\t0:00:20\n")  # its mtime (now) is not its end
     # a shard redone an hour later, without its output: its benchmark file's mtime is its end
-    redone = tmp_path / "benchmarks/generate/m/b/shard-1.tsv"
+    redone = tmp_path / "timings/generate/m/b/shard-1.tsv"
     redone.write_text("s\th:m:s\n5.0\t0:00:05\n")
     os.utime(redone, (1e9 + 3600, 1e9 + 3600))
     evaluation = tmp_path / "results/evaluation/m"

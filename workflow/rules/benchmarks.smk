@@ -10,7 +10,7 @@ rule prepare_benchmark:
     log:
         "logs/prepare_benchmark/{benchmark}.log",
     benchmark:
-        "benchmarks/prepare_benchmark/{benchmark}.tsv"
+        "timings/prepare_benchmark/{benchmark}.tsv"
     conda:
         "../../envs/data.yaml"
     params:

@@ -12,7 +12,7 @@ rule evaluate:
     log:
         "logs/evaluate/{model}.log",
     benchmark:
-        "benchmarks/evaluate/{model}.tsv"
+        "timings/evaluate/{model}.tsv"
     conda:
         "../../envs/estimate.yaml"
     threads: 2
@@ -40,7 +40,7 @@ rule summary:
     log:
         "logs/summary.log",
     benchmark:
-        "benchmarks/summary.tsv"
+        "timings/summary.tsv"
     conda:
         "../../envs/estimate.yaml"
     threads: 1

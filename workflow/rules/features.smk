@@ -15,7 +15,7 @@ rule features:
     log:
         "logs/features/{model}/{benchmark}.log",
     benchmark:
-        "benchmarks/features/{model}/{benchmark}.tsv"
+        "timings/features/{model}/{benchmark}.tsv"
     group:
         "postprocess"
     conda:

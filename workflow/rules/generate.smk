@@ -8,7 +8,7 @@ rule generate:
     log:
         "logs/generate/{model}/{benchmark}/shard-{shard}.log",
     benchmark:
-        "benchmarks/generate/{model}/{benchmark}/shard-{shard}.tsv"
+        "timings/generate/{model}/{benchmark}/shard-{shard}.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: 2
@@ -38,7 +38,7 @@ rule regenerate_truncated:
     log:
         "logs/generate/{model}/{benchmark}/retry-{shard}.log",
     benchmark:
-        "benchmarks/regenerate_truncated/{model}/{benchmark}/retry-{shard}.tsv"
+        "timings/regenerate_truncated/{model}/{benchmark}/retry-{shard}.tsv"
     conda:
         "../../envs/generate.yaml"
     threads: 2

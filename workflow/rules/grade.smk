@@ -9,7 +9,7 @@ rule grade:
     log:
         "logs/grade/{model}/{benchmark}.log",
     benchmark:
-        "benchmarks/grade/{model}/{benchmark}.tsv"
+        "timings/grade/{model}/{benchmark}.tsv"
     group:
         "postprocess"
     conda:

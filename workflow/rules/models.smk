@@ -9,7 +9,7 @@ rule fetch_model:
     log:
         "logs/fetch_model/{model}.log",
     benchmark:
-        "benchmarks/fetch_model/{model}.tsv"
+        "timings/fetch_model/{model}.tsv"
     conda:
         "../../envs/generate.yaml"
     params:

@@ -28,7 +28,7 @@ rule monitor:
     log:
         "logs/monitor/{name}.log",
     benchmark:
-        "benchmarks/monitor/{name}.tsv"
+        "timings/monitor/{name}.tsv"
     conda:
         "../../envs/estimate.yaml"
     threads: 1

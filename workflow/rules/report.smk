@@ -41,7 +41,7 @@ rule report_figures:
     log:
         "logs/report/figures.log",
     benchmark:
-        "benchmarks/report_figures.tsv"
+        "timings/report_figures.tsv"
     conda:
         "../../envs/estimate.yaml"
     threads: 1
@@ -67,7 +67,7 @@ rule report_sweep_figures:
     log:
         "logs/report/sweep_figures.log",
     benchmark:
-        "benchmarks/report_sweep_figures.tsv"
+        "timings/report_sweep_figures.tsv"
     conda:
         "../../envs/estimate.yaml"
     threads: 1

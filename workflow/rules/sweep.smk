@@ -31,7 +31,7 @@ rule sweep_chunk:
     log:
         "logs/sweep/{model}/chunk_{chunk}.log",
     benchmark:
-        "benchmarks/sweep_chunk/{model}/chunk_{chunk}.tsv"
+        "timings/sweep_chunk/{model}/chunk_{chunk}.tsv"
     wildcard_constraints:
         chunk=r"\d+",
     conda:
@@ -66,7 +66,7 @@ rule sweep_merge:
     log:
         "logs/sweep/merge.log",
     benchmark:
-        "benchmarks/sweep_merge.tsv"
+        "timings/sweep_merge.tsv"
     conda:
         "../../envs/estimate.yaml"
     threads: 1
@@ -88,7 +88,7 @@ rule deployments:
     log:
         "logs/deployments/{model}.log",
     benchmark:
-        "benchmarks/deployments/{model}.tsv"
+        "timings/deployments/{model}.tsv"
     conda:
         "../../envs/estimate.yaml"
     threads: 1

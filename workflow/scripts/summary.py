@@ -26,6 +26,6 @@ Path(snakemake.output[0]).write_text(
     + "\n"
     + grading_markdown(snakemake.input.grades)
     + "\n"
-    + resource_usage_markdown("benchmarks")
+    + resource_usage_markdown("timings")
 )
 log.info("wrote %s for %d models", snakemake.output[0], len(results))

@@ -126,9 +126,9 @@ def export_study(
         grades.append(pd.read_parquet(root / f"results/grades/{model}/{name}.parquet"))
         grades[-1].insert(1, "benchmark", name)
         features.append(pd.read_parquet(root / f"results/features/{model}/{name}.parquet"))
-        jobs = [(root / f"benchmarks/generate/{model}/{name}", folder)]
+        jobs = [(root / f"timings/generate/{model}/{name}", folder)]
         if retries:
-            jobs.append((root / f"benchmarks/regenerate_truncated/{model}/{name}", folder))
+            jobs.append((root / f"timings/regenerate_truncated/{model}/{name}", folder))
         timing[name] = _job_seconds(jobs, pd.concat(first + again))
     spec = read_feature_spec([root / f"results/features/{model}/{n}.parquet" for n in benchmarks])
     write_parquet(

@@ -253,7 +253,7 @@ def plot_mae_vs_k(mae_vs_k: pd.DataFrame, path: str | Path) -> None:
     save(fig, path)
 
 
-def resource_usage_markdown(root: str | Path = "benchmarks") -> str:
+def resource_usage_markdown(root: str | Path = "timings") -> str:
     """Markdown: wall time and peak memory per rule, from the jobs' ``benchmark:`` files.
 
     Snakemake writes one TSV per job, ``root/<rule>.tsv`` or ``root/<rule>/...``, with seconds
