@@ -1,6 +1,6 @@
 """Start-up: ``inspect`` reads a saved estimator's metadata without scikit-learn, and loading one
-does not import torch (skops' trusted types otherwise pull it in). Times are bench/ business;
-these tests check which modules a fresh process imports."""
+imports neither torch (skops' trusted types otherwise pull it in) nor imbalanced-learn. Times
+are bench/score.py's business; these tests check which modules a fresh process imports."""
 
 from __future__ import annotations
 
@@ -43,13 +43,15 @@ def test_inspect_imports_neither_sklearn_nor_torch(estimator):
     assert not modules & {"sklearn", "skops", "torch", "scipy", "pandas"}
 
 
-def test_loading_an_estimator_does_not_import_torch(estimator):
+def test_loading_an_estimator_imports_only_what_it_holds(estimator):
     code = (
         "from entropy_sentinel.estimate.classifier import load_estimator\n"
         f"load_estimator({str(estimator)!r})"
     )
     modules = imported_after(code)
-    assert {"sklearn", "skops"} <= modules and "torch" not in modules
+    assert {"sklearn", "skops"} <= modules
+    assert "torch" not in modules
+    assert "imblearn" not in modules  # a logistic regression has no oversampler to load
 
 
 def test_metadata_of_a_corrupt_or_foreign_file_names_the_problem(estimator, tmp_path):
