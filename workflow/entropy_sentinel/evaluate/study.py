@@ -499,8 +499,8 @@ def regime_study(source: str | Path, target: str | Path, overrides: dict | None 
     columns = list(feature_names(estimator["features"]))
     source_rows, _ = clean_features(pd.read_parquet(Path(source) / "features.parquet"))
     target_rows, _ = clean_features(pd.read_parquet(Path(target) / "features.parquet"))
-    trained = settings_from_generation(_study_generation(Path(source)))
-    served = settings_from_generation(_study_generation(Path(target)))
+    trained = settings_from_generation(study_generation(Path(source)))
+    served = settings_from_generation(study_generation(Path(target)))
 
     def check(reference: pd.DataFrame, held: pd.DataFrame, settings: dict | None) -> dict:
         support = FeatureSupport.fit(
@@ -544,9 +544,13 @@ def regime_study(source: str | Path, target: str | Path, overrides: dict | None 
     return table, rates
 
 
-def _study_generation(folder: Path) -> dict | None:
-    config = json.loads((folder / "provenance.json").read_text()).get("config") or {}
-    return config.get("generation")
+def study_generation(folder: Path) -> dict | None:
+    """The generation block a study folder was configured with (its provenance.json), or None
+    for a folder without one."""
+    provenance = Path(folder) / "provenance.json"
+    if not provenance.is_file():
+        return None
+    return (json.loads(provenance.read_text()).get("config") or {}).get("generation")
 
 
 def readme_block(readme: str, name: str) -> str | None:

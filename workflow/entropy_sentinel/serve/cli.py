@@ -549,11 +549,10 @@ def _labels(args, known_ids):
 
 def _study_generation(features: Path) -> dict | None:
     """The generation settings of a study folder's features (its provenance.json's config)."""
-    study = features.parent / "provenance.json"
-    if not study.is_file():
-        return None
-    config = json.loads(study.read_text()).get("config") or {}
-    return {"study": str(features.parent), **(config.get("generation") or {})}
+    from entropy_sentinel.evaluate.study import study_generation
+
+    generation = study_generation(features.parent)
+    return {"study": str(features.parent), **generation} if generation else None
 
 
 def inspect_command(args) -> int:
