@@ -23,7 +23,7 @@ import pandas as pd
 
 from entropy_sentinel.estimate.classifier import feature_names
 from entropy_sentinel.features.compute import ANSWER_FEATURES, FEATURE_NAMES
-from entropy_sentinel.serve.logs import LogprobBatch, TrafficError, _parse_line, _Skip
+from entropy_sentinel.serve.logs import Skipped, TrafficError, _parse_line, _Skip
 
 VERSION = 1
 META_COLUMNS = ("id", "line", "slice", "time", "n_tokens", "finish_reason", "settings")
@@ -113,10 +113,10 @@ def is_feature_log(path: str | Path) -> bool:
         return False
 
 
-def read_feature_log(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame, LogprobBatch]:
-    """A feature log's header, its records' meta columns and features (one row each), and an
-    empty batch whose ``skipped`` counts the bad lines by reason, with their first lines."""
-    batch = LogprobBatch(pd.DataFrame(), *([None] * 4), None, None)
+def read_feature_log(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame, Skipped]:
+    """A feature log's header, its records' meta columns and features (one row each), and its
+    bad lines (``Skipped``: counted by reason, with the first ``file:line`` of each)."""
+    batch = Skipped()
     rows = []
     header = None
     with open(path, "rb") as lines:
@@ -139,10 +139,9 @@ def read_feature_log(path: Path) -> tuple[dict, pd.DataFrame, pd.DataFrame, Logp
     return header, frame, features, batch
 
 
-def score_feature_log(estimator, path: Path) -> tuple[pd.DataFrame, LogprobBatch]:
+def score_feature_log(estimator, path: Path) -> tuple[pd.DataFrame, Skipped]:
     """The responses of a feature log, scored as ``scoring.score`` scores a traffic log (the
-    meta columns, the features, ``p_correct`` and ``row_estimate``), and an empty batch whose
-    ``skipped`` counts the bad lines by reason, with the first ``file:line`` of each."""
+    meta columns, the features, ``p_correct`` and ``row_estimate``), and its bad lines."""
     header, frame, features, batch = read_feature_log(path)
     try:
         estimator.check_spec(header.get("feature_spec"))

@@ -14,17 +14,18 @@ yet.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from entropy_sentinel.serve.logs import Skipped
+
 STRATEGIES = ("stratified",)
 REQUIRED = ("id", "slice", "p_correct")
 CSV_COLUMNS = ("id", "slice", "p_correct", "correct")
 SNIPPET = 200  # characters of the response shown to whoever labels it
-EXAMPLES = 5  # lines reported per reason
 TRUE, FALSE = {"1", "1.0", "true"}, {"0", "0.0", "false"}
 
 
@@ -102,20 +103,12 @@ def write_plan(plan: pd.DataFrame, out: str | Path, force: bool = False) -> Path
 
 
 @dataclass
-class LabelsRead:
+class LabelsRead(Skipped):
     """Labels read from a CSV: ``labels`` (id, correct as 0.0/1.0), how many rows were left
-    unlabelled, and the bad rows, counted per reason with their first lines."""
+    unlabelled, and the bad rows (``Skipped``)."""
 
     labels: pd.DataFrame
     unlabelled: int = 0
-    skipped: dict[str, int] = field(default_factory=dict)
-    skipped_at: dict[str, list[str]] = field(default_factory=dict)
-
-    def skip(self, reason: str, where: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        shown = self.skipped_at.setdefault(reason, [])
-        if len(shown) < EXAMPLES:
-            shown.append(where)
 
 
 def read_labels(

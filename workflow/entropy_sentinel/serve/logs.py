@@ -49,13 +49,28 @@ class TrafficError(ValueError):
     """A log the estimator cannot honestly score; the message says where and how to fix it."""
 
 
+@dataclass(kw_only=True)
+class Skipped:
+    """Records left out: ``skipped`` counts them by reason, ``skipped_at`` holds the first few
+    ``file:line: detail`` of each reason."""
+
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_at: dict[str, list[str]] = field(default_factory=dict)
+
+    def skip(self, reason: str, where: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
+        examples = self.skipped_at.setdefault(reason, [])
+        if len(examples) < EXAMPLES:
+            examples.append(where)
+
+
 @dataclass
-class LogprobBatch:
-    """Usable responses of a log: ``meta`` (one row each) and their steps, stacked.
+class LogprobBatch(Skipped):
+    """Usable responses of a log: ``meta`` (one row each) and their steps, stacked, and the
+    responses left out (``Skipped``).
 
     ``offsets[i]:offsets[i + 1]`` are response i's rows of ``topk`` (steps × k, descending),
-    ``sampled`` and ``in_topk``. ``skipped`` counts the responses left out, by reason;
-    ``skipped_at`` holds the first few ``file:line: detail`` of each reason.
+    ``sampled`` and ``in_topk``.
     """
 
     meta: pd.DataFrame  # id, line, slice, time, n_tokens, finish_reason, response (text)
@@ -65,20 +80,12 @@ class LogprobBatch:
     in_topk: np.ndarray
     logprobs_mode: str | None
     k: int | None
-    skipped: dict[str, int] = field(default_factory=dict)
-    skipped_at: dict[str, list[str]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.meta)
 
     def steps(self, i: int) -> slice:
         return slice(int(self.offsets[i]), int(self.offsets[i + 1]))
-
-    def skip(self, reason: str, where: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-        examples = self.skipped_at.setdefault(reason, [])
-        if len(examples) < EXAMPLES:
-            examples.append(where)
 
 
 @dataclass(frozen=True)
@@ -647,7 +654,7 @@ def _read_generation_parquet(path: Path, fmt: LogFormat, k: int | None) -> Logpr
     )
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     return LogprobBatch(
-        meta, offsets, topk, sampled, in_topk, fmt.logprobs_mode or mode, k, skipped
+        meta, offsets, topk, sampled, in_topk, fmt.logprobs_mode or mode, k, skipped=skipped
     )
 
 
