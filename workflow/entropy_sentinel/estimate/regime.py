@@ -89,6 +89,12 @@ def settings_from_generation(generation: dict | None) -> dict | None:
     }
 
 
+def recorded_settings(provenance: dict) -> dict | None:
+    """The generation settings a training provenance records: those of its logged requests
+    (``settings``), else those of its generation block."""
+    return provenance.get("settings") or settings_from_generation(provenance.get("generation"))
+
+
 def compare_settings(trained: dict | None, served: list[dict] | None) -> tuple[str, dict]:
     """``same``, ``shifted`` or ``unknown`` (either side unrecorded), with each differing key
     as ``{key: [trained, served values]}``."""

@@ -26,7 +26,7 @@ from entropy_sentinel.estimate.classifier import EntropySentinel, feature_names
 from entropy_sentinel.estimate.regime import (
     FeatureSupport,
     TrainingRegime,
-    settings_from_generation,
+    recorded_settings,
 )
 from entropy_sentinel.estimate.slice_estimators import REPORTED, EstimatorPanel
 from entropy_sentinel.evaluate.metrics import (
@@ -153,7 +153,7 @@ def training_regime(estimator, df, slices, estimator_config, provenance) -> Trai
         min_rows=options["min_rows"],
         seed=estimator.seed,
     )
-    settings = provenance.get("settings") or settings_from_generation(provenance.get("generation"))
+    settings = recorded_settings(provenance)
     return TrainingRegime(settings, support, options["under_shift"], options["widen_by"])
 
 

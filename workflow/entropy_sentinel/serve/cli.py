@@ -334,6 +334,7 @@ def train_command(args) -> int:
     from entropy_sentinel.estimate.classifier import feature_names
     from entropy_sentinel.evaluate.protocol import DEPLOYED, clean_features, fit_deployed
 
+    _skops_out(args.out)
     settings = parse_settings(args.set)
     frame, spec, provenance, slice_by = _labelled_rows(args, args.features)
     rows, dropped = clean_features(frame)
@@ -366,7 +367,7 @@ def train_command(args) -> int:
 
 def recalibrate_command(args) -> int:
     from entropy_sentinel.estimate.recalibrate import readout, recalibrate
-    from entropy_sentinel.estimate.regime import settings_from_generation
+    from entropy_sentinel.estimate.regime import recorded_settings
     from entropy_sentinel.evaluate.protocol import clean_features
     from entropy_sentinel.provenance import sha256_file
 
@@ -378,9 +379,8 @@ def recalibrate_command(args) -> int:
     rows = frame[frame["correct"].notna()]
     if not len(rows):
         raise ValueError(f"{args.labels or args.logs[0]}: no labelled response to recalibrate on")
-    settings = provenance.pop("settings", None) or settings_from_generation(
-        provenance.get("generation")
-    )
+    settings = recorded_settings(provenance)
+    provenance.pop("settings", None)
     provenance["estimator"] = {str(args.estimator): sha256_file(args.estimator)}
     new = recalibrate(
         estimator,
@@ -421,7 +421,6 @@ def _labelled_rows(args, paths: list[Path], estimator=None):
     """Labelled rows for `train` (``estimator`` None) or `recalibrate`: feature Parquet files
     (labels in `correct`) or traffic logs joined with --labels. Returns the rows, their feature
     spec, their provenance and the column of their slice."""
-    _skops_out(args.out)
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
