@@ -168,10 +168,11 @@ def with_labels(
     """Rows of ``table`` (one per ``by`` group of ``scored``, slice ``*`` for all slices) with
     labels (2 or more) get the PPI++ estimate and interval of their labels and predictions,
     with the label-free one beside it (``label_free_*``); the others keep the label-free one."""
+    from entropy_sentinel.config.loading import schema_defaults
     from entropy_sentinel.estimate.labels import slice_intervals
 
-    level = table["level"].dropna()
-    level = float(level.iloc[0]) if len(level) else 0.9
+    level = table["level"].dropna()  # the estimator's; without an interval, the schema's
+    level = float(level.iloc[0]) if len(level) else schema_defaults("estimator")["interval_level"]
     expanded = pd.concat([scored, scored.assign(slice="*")], ignore_index=True)
 
     def key(frame: pd.DataFrame) -> pd.Series:
